@@ -1,0 +1,60 @@
+"""Reading and writing message bodies.
+
+Consumers are tolerant readers: a body may come from a person typing JSON into the
+RabbitMQ management UI (no content type, floats for money, extra fields), so unknown
+fields are ignored and numbers are read as exact decimals. Anything that still does not
+fit raises `InvalidMessage` with a reason a person can read.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from contracts.messages import Event
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class InvalidMessage(ValueError):
+    """A body that no retry can fix: it goes to the dead-letter queue with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(event: Event) -> bytes:
+    """The JSON body of an event on the wire (decimals as strings, so money stays exact)."""
+    return event.model_dump_json().encode()
+
+
+def decode(model: type[M], body: bytes) -> M:
+    """Validate `body` as `model`, ignoring fields the model does not know."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"body is not UTF-8: {exc}") from None
+    try:
+        # parse_float=Decimal keeps 34.99 as 34.99: the sample's float sums drift.
+        data: Any = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
+    known = {name: value for name, value in data.items() if name in model.model_fields}
+    try:
+        return model.model_validate(known)
+    except ValidationError as exc:
+        raise InvalidMessage(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

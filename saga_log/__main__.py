@@ -1,0 +1,5 @@
+"""Operator and demo commands: `python -m saga_log --help`."""
+
+from saga_log.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""A client of the saga, for people and tests: place an order, watch its events arrive,
+wait for its terminal event. Talks to RabbitMQ only, as any client would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from types import TracebackType
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import EXCHANGE, TERMINAL_EVENTS, PlaceOrder
+
+TERMINAL_TYPES = {event.model_fields["type"].default for event in TERMINAL_EVENTS}
+
+
+class SagaWatcher:
+    """Watches every event on `saga.events` through a private, self-deleting queue.
+
+    Use as `async with SagaWatcher(url) as watcher:`; `place` publishes an order (the
+    sample's JSON, no envelope) and `wait` returns the saga's events up to its terminal one.
+    """
+
+    def __init__(self, amqp_url: str) -> None:
+        self._url = amqp_url
+        self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._changed = asyncio.Condition()
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def __aenter__(self) -> SagaWatcher:
+        self._connection = await aio_pika.connect_robust(self._url)
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=500)
+        self._exchange = await channel.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            body = json.loads(message.body)
+        except ValueError:
+            return
+        if not isinstance(body, dict) or "order_id" not in body:
+            return
+        if "type" not in body:
+            body = {"type": PlaceOrder.__name__, "routing_key": message.routing_key, **body}
+        async with self._changed:
+            self._events[str(body["order_id"])].append(body)
+            self._changed.notify_all()
+
+    async def place(self, order: dict[str, Any], *, message_id: str | None = None) -> None:
+        """Publish `order` as a client would: persistent, confirmed, routing key order.placed."""
+        assert self._exchange is not None, "use SagaWatcher in `async with`"
+        await self._exchange.publish(
+            aio_pika.Message(
+                json.dumps(order).encode(),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+                message_id=message_id,
+            ),
+            routing_key=PlaceOrder.routing_key,
+            mandatory=True,
+        )
+
+    def events(self, order_id: str) -> list[dict[str, Any]]:
+        return list(self._events.get(order_id, ()))
+
+    async def wait(self, order_id: str, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The saga's events up to and including its terminal one; TimeoutError if it has
+        none after `timeout` seconds (the events seen so far are in `events(order_id)`)."""
+
+        def concluded() -> bool:
+            return any(event["type"] in TERMINAL_TYPES for event in self._events.get(order_id, ()))
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(concluded), timeout)
+        return self.events(order_id)

@@ -1,0 +1,232 @@
+"""How a service handles one delivery: decode, deduplicate, handle, commit, ack.
+
+The ack comes only after the local transaction has committed. What cannot commit is
+never lost:
+
+- a body that can never be valid goes to `<queue>.dlq`, with headers that say which
+  service refused it, why and when;
+- any other failure (the database is down, the broker hiccups, a bug) is retried after a
+  delay on the queue's retry tiers, the attempt count in the `saga-attempt` header; when
+  the budget is spent the message is parked on `<queue>.parked` for an operator.
+
+Business failures are not exceptions: a handler answers them with an event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitBroker
+
+from contracts import EVENTS_BY_NAME, Consumer, Event, InvalidMessage, decode
+from saga_log.db import UnitOfWork
+from saga_log.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "saga-attempt"
+ROUTING_KEY_HEADER = "saga-routing-key"
+
+Handler = Callable[[UnitOfWork, Any, str], Awaitable[None]]
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer of the topology and the handler that does its work.
+
+    The handler receives the unit of work, the decoded message and the message's id (the
+    causation id of whatever it publishes); it must not commit: the delivery commits once,
+    after it, together with the inbox row.
+    """
+
+    consumer: Consumer
+    handler: Handler
+
+
+class DeliveryHandler:
+    """Handles the deliveries of one subscription; see the module docstring."""
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        *,
+        broker: RabbitBroker,
+        unit_of_work: UnitOfWorkFactory,
+        retry_policy: RetryPolicy,
+        service: str,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.subscription = subscription
+        self.consumer = subscription.consumer
+        self._broker = broker
+        self._unit_of_work = unit_of_work
+        self._retry = retry_policy
+        self._service = service
+        self._publish_timeout = publish_timeout
+
+    async def handle(self, raw: AbstractIncomingMessage) -> None:
+        """Handle `raw` and settle it (ack, or reject to the dead-letter queue as a last resort)."""
+        try:
+            await self._handle(raw)
+        except Exception:
+            # Re-routing the message failed too (the broker is going away). Nack with
+            # requeue: if the channel is alive it comes back now, else RabbitMQ redelivers
+            # it once we reconnect. The quorum queue's delivery limit bounds the loop.
+            log.exception("could not settle message", extra=self._fields(raw))
+            await raw.nack(requeue=True)
+        else:
+            await raw.ack()
+
+    async def _handle(self, raw: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        try:
+            message = decode(self._model(raw), raw.body)
+        except InvalidMessage as exc:
+            await self._dead_letter(raw, exc.reason)
+            return
+        message_id = self._message_id(message, raw)
+        fields = {**self._fields(raw), "message_id": message_id, "order_id": message.order_id}
+        try:
+            async with self._unit_of_work() as uow:
+                if not await uow.claim(self.consumer.queue, message_id, type(message).__name__):
+                    log.info("duplicate message ignored", extra=fields)
+                    return
+                await self.subscription.handler(uow, message, message_id)
+                await uow.commit()
+                emitted = [event.type for event in uow.pending]
+        except Exception as exc:
+            await self._retry_later(raw, exc, fields)
+            return
+        log.info(
+            "message handled",
+            extra={
+                **fields,
+                "emitted": emitted,
+                "ms": round(1000 * (time.perf_counter() - started), 2),
+            },
+        )
+
+    def _model(self, raw: AbstractIncomingMessage) -> type[Any]:
+        messages = self.consumer.messages
+        if len(messages) == 1:
+            return messages[0]
+        # Retries come back through the default exchange, so the routing key is no guide;
+        # the AMQP type property and the body's `type` are.
+        name = raw.type or _peek_type(raw.body)
+        model = EVENTS_BY_NAME.get(name or "")
+        if model is None or model not in messages:
+            accepted = ", ".join(m.__name__ for m in messages)
+            raise InvalidMessage(
+                f"unexpected message type {name!r}: {self.consumer.queue} accepts {accepted}"
+            )
+        return model
+
+    @staticmethod
+    def _message_id(message: Any, raw: AbstractIncomingMessage) -> str:
+        if isinstance(message, Event):
+            return str(message.message_id)
+        # The command from outside has no envelope, and a client may give each publish a
+        # new id: the order id is what must not be handled twice.
+        return f"{type(message).__name__}:{message.order_id}"
+
+    async def _dead_letter(self, raw: AbstractIncomingMessage, reason: str) -> None:
+        headers = {
+            "saga-rejected-by": self._service,
+            "saga-rejected-queue": self.consumer.queue,
+            "saga-reject-reason": reason[:2000],
+            "saga-rejected-at": datetime.now(UTC).isoformat(),
+        }
+        log.warning("message dead-lettered", extra={**self._fields(raw), "reason": reason[:2000]})
+        await self._republish(raw, self.consumer.dead_letter_queue, headers)
+
+    async def _retry_later(
+        self, raw: AbstractIncomingMessage, exc: BaseException, fields: Mapping[str, Any]
+    ) -> None:
+        retry = int(_headers(raw).get(ATTEMPT_HEADER, 0)) + 1
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        if retry > self._retry.max_attempts:
+            log.error(
+                "retries exhausted, message parked",
+                exc_info=exc,
+                extra={**fields, "attempts": retry, "error": error},
+            )
+            headers = {
+                ATTEMPT_HEADER: retry - 1,
+                "saga-parked-by": self._service,
+                "saga-parked-at": datetime.now(UTC).isoformat(),
+                "saga-last-error": error,
+            }
+            await self._republish(raw, self.consumer.parking_queue, headers)
+            return
+        delay = self._retry.delay(retry)
+        log.warning(
+            "handler failed, retry scheduled",
+            exc_info=exc,
+            extra={**fields, "retry": retry, "delay_s": round(delay, 3), "error": error},
+        )
+        headers = {ATTEMPT_HEADER: retry, "saga-last-error": error}
+        await self._republish(
+            raw, self.consumer.retry_queue(retry), headers, expiration=max(delay, 0.001)
+        )
+
+    async def _republish(
+        self,
+        raw: AbstractIncomingMessage,
+        queue: str,
+        extra_headers: Mapping[str, Any],
+        *,
+        expiration: float | None = None,
+    ) -> None:
+        headers = dict(_headers(raw))
+        headers.setdefault(ROUTING_KEY_HEADER, raw.routing_key or "")
+        headers.update(extra_headers)
+        confirmation = await self._broker.publish(
+            raw.body,
+            routing_key=queue,
+            persist=True,
+            mandatory=True,
+            timeout=self._publish_timeout,
+            headers=headers,
+            content_type=raw.content_type,
+            message_id=raw.message_id,
+            correlation_id=raw.correlation_id,
+            message_type=raw.type,
+            timestamp=raw.timestamp,
+            expiration=expiration,
+        )
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+            raise RuntimeError(f"RabbitMQ did not confirm the copy to {queue}: {confirmation!r}")
+
+    def _fields(self, raw: AbstractIncomingMessage) -> dict[str, Any]:
+        return {
+            "service": self._service,
+            "queue": self.consumer.queue,
+            "routing_key": raw.routing_key,
+            "amqp_message_id": raw.message_id,
+            "redelivered": raw.redelivered,
+        }
+
+
+def _peek_type(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _headers(raw: AbstractIncomingMessage) -> Mapping[str, Any]:
+    return raw.headers or {}

@@ -1,0 +1,166 @@
+"""Database access for a service: its engine, its own database, and the unit of work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    create_async_engine,
+)
+
+from contracts import EXCHANGE, Event, encode
+
+log = logging.getLogger(__name__)
+
+
+def async_url(url: str) -> str:
+    """`url` with the asyncpg driver, whichever PostgreSQL scheme it was given with."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An engine whose pool checks connections before use, so a restarted PostgreSQL is
+    survived without a failed request."""
+    return create_async_engine(
+        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database that `url` names if it does not exist yet (a fresh machine).
+
+    Connects to the server's `postgres` database to do it; a race with another process
+    creating it at the same moment is harmless.
+    """
+    parsed = make_url(url)
+    dsn = dict(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+    )
+    try:
+        conn = await asyncpg.connect(database=parsed.database, **dsn)
+    except asyncpg.InvalidCatalogNameError:
+        admin = await asyncpg.connect(database="postgres", **dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{parsed.database}"')
+            log.info("created database", extra={"database": parsed.database})
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await conn.close()
+
+
+class UnitOfWork:
+    """One local transaction: rolls back unless `commit` is called.
+
+    Events given to `publish` are written to the outbox in the same transaction, and the
+    relay is woken once the transaction has committed (never before: an event leaves the
+    service if and only if its state change is durable).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        outbox: Table,
+        inbox: Table,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._inbox = inbox
+        self._on_commit = on_commit
+        self._pending: list[Event] = []
+        self._connection: AsyncConnection | None = None
+        self._transaction: AsyncTransaction | None = None
+        self.committed = False
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is used outside its `async with` block")
+        return self._connection
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._connection = await self._engine.connect()
+        self._transaction = await self._connection.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._connection is not None
+        try:
+            if not self.committed and self._transaction is not None:
+                await self._transaction.rollback()
+        finally:
+            await self._connection.close()
+            self._connection = None
+
+    async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
+        """Record that `consumer` handles `message_id`; False if it already has.
+
+        One round trip, no look-up: the primary key does the deciding, so two deliveries
+        racing in two processes cannot both pass.
+        """
+        statement = (
+            pg_insert(self._inbox)
+            .values(consumer=consumer, message_id=message_id, message_type=message_type)
+            .on_conflict_do_nothing()
+            .returning(self._inbox.c.consumer)
+        )
+        result = await self.connection.execute(statement)
+        return result.first() is not None
+
+    def publish(self, *events: Event) -> None:
+        """Queue `events` for the outbox; they are written at `commit`."""
+        self._pending.extend(events)
+
+    @property
+    def pending(self) -> Sequence[Event]:
+        return tuple(self._pending)
+
+    async def commit(self) -> None:
+        assert self._transaction is not None
+        if self._pending:
+            await self.connection.execute(
+                insert(self._outbox), [_outbox_row(event) for event in self._pending]
+            )
+        await self._transaction.commit()
+        self.committed = True
+        if self._pending:
+            self._on_commit()
+
+
+def _outbox_row(event: Event) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "exchange": EXCHANGE,
+        "routing_key": event.routing_key,
+        "message_type": event.type,
+        "correlation_id": event.correlation_id,
+        "headers": {
+            "causation_id": event.causation_id,
+            "schema_version": event.schema_version,
+            "producer": event.producer,
+        },
+        "body": encode(event),
+    }

@@ -1,0 +1,119 @@
+"""Alembic, shared by the services: each keeps its own history in `services/<name>/migrations`,
+applied at start under an advisory lock so that two replicas never migrate at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command, op
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from saga_log.db import async_url
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alembic-migrations'))"
+
+
+def alembic_config(migrations: Path, url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", async_url(url))
+    return config
+
+
+async def upgrade(engine: AsyncEngine, migrations: Path) -> None:
+    """Bring the service's database to the head of its migration history."""
+    async with engine.begin() as connection:
+        await connection.execute(text(_LOCK))
+
+        def _run(sync_connection: Connection) -> None:
+            config = alembic_config(migrations)
+            config.attributes["connection"] = sync_connection
+            command.upgrade(config, "head")
+
+        await connection.run_sync(_run)
+
+
+def run_env(context: EnvironmentContext, metadata: MetaData) -> None:
+    """The body of every service's `env.py`: online migrations on the given connection,
+    or, from the `alembic` command line, on a connection of its own."""
+
+    def _migrate(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection: Connection | None = context.config.attributes.get("connection")
+    if connection is not None:
+        _migrate(connection)
+        return
+
+    async def _standalone() -> None:
+        url = context.config.get_main_option("sqlalchemy.url")
+        assert url, "set sqlalchemy.url (alembic -x or the service's *_DATABASE_URL)"
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate)
+        await engine.dispose()
+
+    asyncio.run(_standalone())
+
+
+def create_runtime_tables_v1() -> None:
+    """The outbox and inbox tables as first released (called from each service's first
+    migration; a later change gets a `_v2` and a migration of its own)."""
+    op.create_table(
+        "outbox",
+        sa.Column("position", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        sa.Column("message_id", postgresql.UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("exchange", sa.String(255), nullable=False),
+        sa.Column("routing_key", sa.String(255), nullable=False),
+        sa.Column("message_type", sa.String(255), nullable=False),
+        sa.Column("correlation_id", sa.String(255), nullable=False),
+        sa.Column(
+            "headers", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+        ),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index(
+        "outbox_unpublished",
+        "outbox",
+        ["position"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(255), nullable=False),
+        sa.Column("message_id", sa.String(255), nullable=False),
+        sa.Column("message_type", sa.Text, nullable=False),
+        sa.Column(
+            "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("consumer", "message_id"),
+    )
+
+
+def drop_runtime_tables_v1() -> None:
+    op.drop_table("inbox")
+    op.drop_index("outbox_unpublished", table_name="outbox")
+    op.drop_table("outbox")
+
+
+__all__: list[Any] = [
+    "alembic_config",
+    "create_runtime_tables_v1",
+    "drop_runtime_tables_v1",
+    "run_env",
+    "upgrade",
+]

@@ -1,0 +1,245 @@
+"""The composition every service shares: database, broker topology, subscribers, outbox
+relay and an HTTP surface, built in the lifespan (nothing happens at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import (
+    Channel,
+    ExchangeType,
+    QueueType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitQueue,
+)
+from faststream.rabbit.annotations import RabbitMessage
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from contracts import CONSUMERS, EXCHANGE, RETRY_TIERS, Consumer
+from contracts.topology import (
+    HOLDING_QUEUE_ARGUMENTS,
+    retry_queue_arguments,
+    work_queue_arguments,
+)
+from saga_log.consumer import DeliveryHandler, Subscription
+from saga_log.db import UnitOfWork, create_engine, ensure_database
+from saga_log.migrations import upgrade
+from saga_log.outbox import OutboxRelay
+from saga_log.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+SAGA_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+
+
+def work_queue(consumer: Consumer) -> RabbitQueue:
+    return RabbitQueue(
+        consumer.queue,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments=work_queue_arguments(consumer),  # type: ignore[arg-type]
+    )
+
+
+async def declare_topology(broker: RabbitBroker) -> None:
+    """Declare the exchange and every consumer's queues and bindings (idempotent)."""
+    exchange = await broker.declare_exchange(SAGA_EXCHANGE)
+    for consumer in CONSUMERS:
+        queue = await broker.declare_queue(work_queue(consumer))
+        for routing_key in consumer.routing_keys:
+            await queue.bind(exchange, routing_key=routing_key)
+        for tier in range(1, RETRY_TIERS + 1):
+            await broker.declare_queue(
+                RabbitQueue(
+                    consumer.retry_queue(tier),
+                    durable=True,
+                    arguments=retry_queue_arguments(consumer),  # type: ignore[arg-type]
+                )
+            )
+        for holding in (consumer.parking_queue, consumer.dead_letter_queue):
+            await broker.declare_queue(
+                RabbitQueue(
+                    holding,
+                    queue_type=QueueType.QUORUM,
+                    durable=True,
+                    arguments=dict(HOLDING_QUEUE_ARGUMENTS),  # type: ignore[arg-type]
+                )
+            )
+
+
+async def _raw_body(message: Any) -> Any:
+    # Decoding is ours (contracts.decode), so that a body faststream cannot decode is
+    # dead-lettered with a reason instead of failing before our code runs.
+    return message.body
+
+
+class ServiceRuntime:
+    """Everything one service runs: see the module docstring.
+
+    `routes` are the service's own HTTP routes; `/health` is added to them.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: RuntimeSettings,
+        database_url: str,
+        http_port: int,
+        metadata: MetaData,
+        migrations: Path,
+        subscriptions: Sequence[Subscription],
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.database_url = database_url
+        self.http_port = http_port
+        self.metadata = metadata
+        self.migrations = migrations
+        self.subscriptions = tuple(subscriptions)
+        self.routes = tuple(routes)
+        self.outbox: Table = metadata.tables["outbox"]
+        self.inbox: Table = metadata.tables["inbox"]
+        self._engine: AsyncEngine | None = None
+        self._broker: RabbitBroker | None = None
+        self._relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError(f"the {self.name} service has not started")
+        return self._engine
+
+    @property
+    def broker(self) -> RabbitBroker:
+        if self._broker is None:
+            raise RuntimeError(f"the {self.name} service has not started")
+        return self._broker
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(
+            self.engine, outbox=self.outbox, inbox=self.inbox, on_commit=self._wake_relay
+        )
+
+    def _wake_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+
+    def build_broker(self) -> RabbitBroker:
+        """The broker with every subscriber registered (also used to generate AsyncAPI docs)."""
+        broker = RabbitBroker(
+            self.settings.amqp_url,
+            app_id=self.name,
+            graceful_timeout=10.0,
+            logger=logging.getLogger(f"faststream.{self.name}"),
+        )
+        for subscription in self.subscriptions:
+            self._subscribe(broker, subscription)
+        return broker
+
+    def _subscribe(self, broker: RabbitBroker, subscription: Subscription) -> None:
+        handler = DeliveryHandler(
+            subscription,
+            broker=broker,
+            unit_of_work=self.unit_of_work,
+            retry_policy=self.settings.retry_policy(),
+            service=self.name,
+            publish_timeout=self.settings.publish_timeout,
+        )
+        consumer = subscription.consumer
+
+        async def on_message(message: RabbitMessage) -> None:
+            await handler.handle(message.raw_message)
+
+        broker.subscriber(
+            work_queue(consumer),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            channel=Channel(prefetch_count=self.settings.prefetch),
+            title=consumer.queue,
+            description=(subscription.handler.__doc__ or "").strip() or None,
+        )(on_message)
+
+    async def start(self) -> None:
+        await ensure_database(self.database_url)
+        self._engine = create_engine(self.database_url)
+        await upgrade(self._engine, self.migrations)
+        self._broker = self.build_broker()
+        await self._broker.connect()
+        await declare_topology(self._broker)
+        self._relay = OutboxRelay(
+            self._engine,
+            self.outbox,
+            self._broker,
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval=self.settings.outbox_poll_interval,
+            publish_timeout=self.settings.publish_timeout,
+        )
+        self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
+        await self._broker.start()
+        log.info(
+            "service started",
+            extra={
+                "service": self.name,
+                "consumers": [s.consumer.queue for s in self.subscriptions],
+            },
+        )
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        if self._engine is not None:
+            await self._engine.dispose()
+        log.info("service stopped", extra={"service": self.name})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def asgi(self) -> Starlette:
+        async def health(request: Request) -> JSONResponse:
+            return JSONResponse({"service": self.name, "status": "ok"})
+
+        routes = [*self.routes, Route("/health", health)]
+        app = Starlette(routes=routes, lifespan=self.lifespan)
+        app.state.runtime = self
+        return app
+
+
+def serve(app_factory: str, settings: RuntimeSettings, *, port: int) -> None:
+    """Run a service's ASGI factory (`"pkg.module:app"`) under uvicorn until SIGTERM."""
+    import uvicorn
+
+    from saga_log import logs
+
+    logs.configure(settings.log_level)
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=settings.http_host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+    )

@@ -1,0 +1,39 @@
+"""Settings every service shares, read from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from saga_log.faults import Faults
+from saga_log.retry import RetryPolicy
+
+
+class RuntimeSettings(BaseSettings):
+    """Common configuration; each service adds its database URL and HTTP port."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", populate_by_name=True)
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    faults: str = "off"
+    http_host: str = "0.0.0.0"
+    log_level: str = "INFO"
+    prefetch: int = Field(default=50, ge=1)
+    retry_first_delay: float = Field(default=2.0, ge=0)
+    retry_backoff: float = Field(default=2.0, ge=1)
+    retry_max_attempts: int = Field(default=3, ge=0)
+    retry_max_delay: float = Field(default=8.0, ge=0)
+    outbox_poll_interval: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=200, ge=1)
+    publish_timeout: float = Field(default=10.0, gt=0)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            first_delay=self.retry_first_delay,
+            backoff=self.retry_backoff,
+            max_attempts=self.retry_max_attempts,
+            max_delay=self.retry_max_delay,
+        )
+
+    def fault_plan(self) -> Faults:
+        return Faults.named(self.faults)

@@ -1,0 +1,1 @@
+"""The inventory service: ReserveInventory and its compensation, ReleaseInventory."""

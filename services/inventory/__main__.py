@@ -1,0 +1,3 @@
+from services.inventory.main import main
+
+main()

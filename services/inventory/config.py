@@ -1,0 +1,13 @@
+"""The inventory service's configuration, from the environment."""
+
+from pydantic import Field
+
+from saga_log import RuntimeSettings
+
+
+class Settings(RuntimeSettings):
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/inventory",
+        validation_alias="INVENTORY_DATABASE_URL",
+    )
+    http_port: int = Field(default=8002, validation_alias="INVENTORY_HTTP_PORT")

@@ -1,0 +1,37 @@
+"""Composition root of the inventory service: `python -m services.inventory`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from saga_log import ServiceRuntime
+from saga_log.service import serve
+from services.inventory import subscribers, tables
+from services.inventory.config import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    return ServiceRuntime(
+        name="inventory",
+        settings=settings,
+        database_url=settings.database_url,
+        http_port=settings.http_port,
+        metadata=tables.metadata,
+        migrations=MIGRATIONS,
+        subscriptions=subscribers.subscriptions(settings.fault_plan()),
+    )
+
+
+def app() -> Starlette:
+    """The ASGI application (a uvicorn factory: built when the server starts)."""
+    return build().asgi()
+
+
+def main() -> None:
+    settings = Settings()
+    serve("services.inventory.main:app", settings, port=settings.http_port)

@@ -1,0 +1,20 @@
+"""Which handler reads which queue of `contracts.topology` (thin: the runtime decodes)."""
+
+from functools import partial
+
+from contracts import consumer
+from saga_log import Faults, Subscription
+from services.inventory import handlers
+
+
+def subscriptions(faults: Faults) -> list[Subscription]:
+    return [
+        Subscription(
+            consumer("inventory", "reserve_inventory"),
+            partial(handlers.reserve_inventory, faults=faults),
+        ),
+        Subscription(
+            consumer("inventory", "release_inventory"),
+            partial(handlers.release_inventory, faults=faults),
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""The order service: ProcessOrder, UpdateOrderStatus and the end of every saga."""

@@ -1,0 +1,13 @@
+"""The order service's configuration, from the environment."""
+
+from pydantic import Field
+
+from saga_log import RuntimeSettings
+
+
+class Settings(RuntimeSettings):
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/orders",
+        validation_alias="ORDER_DATABASE_URL",
+    )
+    http_port: int = Field(default=8000, validation_alias="ORDER_HTTP_PORT")

@@ -1,0 +1,119 @@
+"""The order service's rules: ProcessOrder, its compensation UpdateOrderStatus, and how a
+saga ends. Pure: no database, no broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from contracts import (
+    STEP_ERRORS,
+    Event,
+    OrderCreated,
+    OrderCreateFailed,
+    OrderFailed,
+    OrderItem,
+    OrderSucceeded,
+    PlaceOrder,
+    SagaCompensationFailed,
+    Step,
+)
+from saga_log.faults import Faults
+
+SERVICE = "order"
+
+
+class OrderStatus(StrEnum):
+    NEW = "New"
+    PENDING = "Pending"
+
+
+class SagaOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    order_date: datetime
+    customer_id: str
+    order_status: str
+    items: list[dict[str, Any]]
+
+
+def process_order(command: PlaceOrder, *, causation_id: str, faults: Faults) -> tuple[Order, Event]:
+    """ProcessOrder: the order is stored as New, then the step fails if a fault says so
+    (the sample writes first and fails after, so the compensation has a row to update)."""
+    order = Order(
+        order_id=command.order_id,
+        order_date=command.order_date,
+        customer_id=command.customer_id,
+        order_status=OrderStatus.NEW,
+        items=[item.model_dump(mode="json") for item in command.items],
+    )
+    event: Event
+    if faults.fails(Step.PROCESS_ORDER, command.order_id):
+        event = OrderCreateFailed.caused_by(
+            causation_id,
+            producer=SERVICE,
+            order_id=command.order_id,
+            error=STEP_ERRORS[Step.PROCESS_ORDER],
+        )
+    else:
+        event = OrderCreated.caused_by(
+            causation_id,
+            producer=SERVICE,
+            order_id=command.order_id,
+            order_date=command.order_date,
+            customer_id=command.customer_id,
+            items=[OrderItem.model_validate(item) for item in command.items],
+        )
+    return order, event
+
+
+def update_order_status(
+    order_id: str, *, cause: str, causation_id: str, faults: Faults
+) -> SagaCompensationFailed | None:
+    """UpdateOrderStatus: the order goes to Pending; returns the failure notification if
+    the step then fails on purpose, else None (the saga has been fully compensated)."""
+    if not faults.fails(Step.UPDATE_ORDER_STATUS, order_id):
+        return None
+    return SagaCompensationFailed.caused_by(
+        causation_id,
+        producer=SERVICE,
+        order_id=order_id,
+        step=Step.UPDATE_ORDER_STATUS,
+        error=STEP_ERRORS[Step.UPDATE_ORDER_STATUS],
+        cause=cause,
+        transaction_id=None,
+    )
+
+
+def saga_succeeded(order_id: str, *, order_status: str, causation_id: str) -> OrderSucceeded:
+    return OrderSucceeded.caused_by(
+        causation_id, producer=SERVICE, order_id=order_id, order_status=order_status
+    )
+
+
+def saga_failed(
+    order_id: str,
+    *,
+    order_status: str,
+    cause: str,
+    causation_id: str,
+    failed_compensation: str | None = None,
+    compensation_error: str | None = None,
+) -> OrderFailed:
+    return OrderFailed.caused_by(
+        causation_id,
+        producer=SERVICE,
+        order_id=order_id,
+        order_status=order_status,
+        cause=cause,
+        failed_compensation=failed_compensation,
+        compensation_error=compensation_error,
+    )

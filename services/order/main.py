@@ -1,0 +1,38 @@
+"""Composition root of the order service: `python -m services.order`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from saga_log import ServiceRuntime
+from saga_log.service import serve
+from services.order import api, subscribers, tables
+from services.order.config import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    return ServiceRuntime(
+        name="order",
+        settings=settings,
+        database_url=settings.database_url,
+        http_port=settings.http_port,
+        metadata=tables.metadata,
+        migrations=MIGRATIONS,
+        subscriptions=subscribers.subscriptions(settings.fault_plan()),
+        routes=api.routes,
+    )
+
+
+def app() -> Starlette:
+    """The ASGI application (a uvicorn factory: built when the server starts)."""
+    return build().asgi()
+
+
+def main() -> None:
+    settings = Settings()
+    serve("services.order.main:app", settings, port=settings.http_port)

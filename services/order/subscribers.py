@@ -1,0 +1,21 @@
+"""Which handler reads which queue of `contracts.topology` (thin: the runtime decodes)."""
+
+from functools import partial
+
+from contracts import consumer
+from saga_log import Faults, Subscription
+from services.order import handlers
+
+
+def subscriptions(faults: Faults) -> list[Subscription]:
+    return [
+        Subscription(
+            consumer("order", "process_order"), partial(handlers.process_order, faults=faults)
+        ),
+        Subscription(
+            consumer("order", "update_order_status"),
+            partial(handlers.update_order_status, faults=faults),
+        ),
+        Subscription(consumer("order", "conclude_saga"), handlers.conclude_saga),
+        Subscription(consumer("order", "record_transaction"), handlers.record_transaction),
+    ]

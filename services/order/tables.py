@@ -1,0 +1,36 @@
+"""The order service's database: the sample's `orders` table, what it knows of each saga,
+and the runtime's outbox and inbox."""
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from saga_log import add_runtime_tables
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("order_date", DateTime(timezone=True), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("order_status", String(32), nullable=False),
+    Column("items", JSONB, nullable=False),
+)
+
+# Kept apart from `orders` so that table stays the sample's own.
+order_sagas = Table(
+    "order_sagas",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("outcome", String(32), nullable=False),
+    Column("cause", String(64)),
+    Column("failed_compensation", String(64)),
+    Column("compensation_error", String(64)),
+    Column("payment_transactions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("inventory_transactions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+outbox, inbox = add_runtime_tables(metadata)

@@ -1,0 +1,1 @@
+"""The payment service: ProcessPayment and its compensation, ProcessRefund."""

@@ -1,0 +1,13 @@
+"""The payment service's configuration, from the environment."""
+
+from pydantic import Field
+
+from saga_log import RuntimeSettings
+
+
+class Settings(RuntimeSettings):
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/payments",
+        validation_alias="PAYMENT_DATABASE_URL",
+    )
+    http_port: int = Field(default=8001, validation_alias="PAYMENT_HTTP_PORT")

@@ -1,0 +1,123 @@
+"""The payment service's rules: ProcessPayment (a Debit) and its compensation
+ProcessRefund (a Credit copying the Debit, amount negated). Pure: no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from contracts import (
+    STEP_ERRORS,
+    Event,
+    OrderCreated,
+    OrderItem,
+    PaymentDebited,
+    PaymentDebitFailed,
+    PaymentRefunded,
+    SagaCompensationFailed,
+    Step,
+    transaction_id,
+)
+from saga_log.faults import Faults
+
+SERVICE = "payment"
+MERCHANT_ID = "merch1"
+DEBIT = "Debit"
+CREDIT = "Credit"
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A row of the sample's `payments` table."""
+
+    transaction_id: uuid.UUID
+    order_id: str
+    merchant_id: str
+    payment_amount: Decimal
+    payment_type: str
+    transaction_date: datetime
+
+
+def order_total(items: Iterable[OrderItem]) -> Decimal:
+    """Sum of qty x unit_price in exact decimals, to the cent (10 x 34.99 is 349.90)."""
+    total = sum((item.qty * item.unit_price for item in items), Decimal(0))
+    return total.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def debit(
+    order: OrderCreated, *, now: datetime, faults: Faults
+) -> tuple[Payment, PaymentDebited | PaymentDebitFailed]:
+    """ProcessPayment: write the Debit; fail afterwards if a fault says so."""
+    payment = Payment(
+        transaction_id=transaction_id(order.order_id, DEBIT),
+        order_id=order.order_id,
+        merchant_id=MERCHANT_ID,
+        payment_amount=order_total(order.items),
+        payment_type=DEBIT,
+        transaction_date=now,
+    )
+    common = dict(
+        producer=SERVICE,
+        order_id=order.order_id,
+        transaction_id=payment.transaction_id,
+        amount=payment.payment_amount,
+    )
+    event: PaymentDebited | PaymentDebitFailed
+    if faults.fails(Step.PROCESS_PAYMENT, order.order_id):
+        event = PaymentDebitFailed.caused_by(
+            str(order.message_id), error=STEP_ERRORS[Step.PROCESS_PAYMENT], **common
+        )
+    else:
+        event = PaymentDebited.caused_by(str(order.message_id), items=order.items, **common)
+    return payment, event
+
+
+def refund(
+    stored_debit: Payment | None,
+    *,
+    order_id: str,
+    cause: str,
+    causation_id: str,
+    now: datetime,
+    faults: Faults,
+) -> tuple[Payment | None, Event]:
+    """ProcessRefund: write a Credit that copies the stored Debit with the amount negated;
+    fail afterwards if a fault says so. With no Debit there is nothing to refund."""
+    if stored_debit is None:
+        return None, PaymentRefunded.caused_by(
+            causation_id,
+            producer=SERVICE,
+            order_id=order_id,
+            transaction_id=None,
+            amount=Decimal("0.00"),
+            cause=cause,
+        )
+    credit = replace(
+        stored_debit,
+        transaction_id=transaction_id(order_id, CREDIT),
+        payment_amount=-stored_debit.payment_amount,
+        payment_type=CREDIT,
+        transaction_date=now,
+    )
+    if faults.fails(Step.PROCESS_REFUND, order_id):
+        return credit, SagaCompensationFailed.caused_by(
+            causation_id,
+            producer=SERVICE,
+            order_id=order_id,
+            step=Step.PROCESS_REFUND,
+            error=STEP_ERRORS[Step.PROCESS_REFUND],
+            cause=cause,
+            transaction_id=credit.transaction_id,
+        )
+    return credit, PaymentRefunded.caused_by(
+        causation_id,
+        producer=SERVICE,
+        order_id=order_id,
+        transaction_id=credit.transaction_id,
+        amount=stored_debit.payment_amount,
+        cause=cause,
+    )

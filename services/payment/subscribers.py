@@ -1,0 +1,18 @@
+"""Which handler reads which queue of `contracts.topology` (thin: the runtime decodes)."""
+
+from functools import partial
+
+from contracts import consumer
+from saga_log import Faults, Subscription
+from services.payment import handlers
+
+
+def subscriptions(faults: Faults) -> list[Subscription]:
+    return [
+        Subscription(
+            consumer("payment", "debit_payment"), partial(handlers.debit_payment, faults=faults)
+        ),
+        Subscription(
+            consumer("payment", "refund_payment"), partial(handlers.refund_payment, faults=faults)
+        ),
+    ]
