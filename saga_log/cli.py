@@ -81,7 +81,16 @@ async def _order(args: argparse.Namespace) -> int:
 def _describe(event: dict[str, Any]) -> str:
     detail = {
         key: event[key]
-        for key in ("error", "cause", "step", "transaction_id", "amount", "order_status")
+        for key in (
+            "error",
+            "cause",
+            "step",
+            "transaction_id",
+            "amount",
+            "order_status",
+            "failed_compensation",
+            "compensation_error",
+        )
         if event.get(key) is not None
     }
     return f"{event['type']:<24} {json.dumps(detail)}"

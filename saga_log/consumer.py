@@ -42,6 +42,20 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
 
+@dataclass
+class Stats:
+    """What a consumer has done since its process started (shown on /health)."""
+
+    handled: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    parked: int = 0
+    dead_lettered: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A consumer of the topology and the handler that does its work.
@@ -75,6 +89,7 @@ class DeliveryHandler:
         self._retry = retry_policy
         self._service = service
         self._publish_timeout = publish_timeout
+        self.stats = Stats()
 
     async def handle(self, raw: AbstractIncomingMessage) -> None:
         """Handle `raw` and settle it (ack, or reject to the dead-letter queue as a last resort)."""
@@ -102,6 +117,7 @@ class DeliveryHandler:
             async with self._unit_of_work() as uow:
                 if not await uow.claim(self.consumer.queue, message_id, type(message).__name__):
                     log.info("duplicate message ignored", extra=fields)
+                    self.stats.duplicates += 1
                     return
                 await self.subscription.handler(uow, message, message_id)
                 await uow.commit()
@@ -109,6 +125,7 @@ class DeliveryHandler:
         except Exception as exc:
             await self._retry_later(raw, exc, fields)
             return
+        self.stats.handled += 1
         log.info(
             "message handled",
             extra={
@@ -150,6 +167,7 @@ class DeliveryHandler:
         }
         log.warning("message dead-lettered", extra={**self._fields(raw), "reason": reason[:2000]})
         await self._republish(raw, self.consumer.dead_letter_queue, headers)
+        self.stats.dead_lettered += 1
 
     async def _retry_later(
         self, raw: AbstractIncomingMessage, exc: BaseException, fields: Mapping[str, Any]
@@ -169,6 +187,7 @@ class DeliveryHandler:
                 "saga-last-error": error,
             }
             await self._republish(raw, self.consumer.parking_queue, headers)
+            self.stats.parked += 1
             return
         delay = self._retry.delay(retry)
         log.warning(
@@ -180,6 +199,7 @@ class DeliveryHandler:
         await self._republish(
             raw, self.consumer.retry_queue(retry), headers, expiration=max(delay, 0.001)
         )
+        self.stats.retried += 1
 
     async def _republish(
         self,

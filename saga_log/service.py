@@ -53,10 +53,10 @@ def work_queue(consumer: Consumer) -> RabbitQueue:
     )
 
 
-async def declare_topology(broker: RabbitBroker) -> None:
+async def declare_topology(broker: RabbitBroker, consumers: Sequence[Consumer] = CONSUMERS) -> None:
     """Declare the exchange and every consumer's queues and bindings (idempotent)."""
     exchange = await broker.declare_exchange(SAGA_EXCHANGE)
-    for consumer in CONSUMERS:
+    for consumer in consumers:
         queue = await broker.declare_queue(work_queue(consumer))
         for routing_key in consumer.routing_keys:
             await queue.bind(exchange, routing_key=routing_key)
@@ -102,6 +102,7 @@ class ServiceRuntime:
         migrations: Path,
         subscriptions: Sequence[Subscription],
         routes: Sequence[BaseRoute] = (),
+        topology: Sequence[Consumer] = CONSUMERS,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -111,6 +112,8 @@ class ServiceRuntime:
         self.migrations = migrations
         self.subscriptions = tuple(subscriptions)
         self.routes = tuple(routes)
+        self.topology = tuple(topology)
+        self.handlers: list[DeliveryHandler] = []
         self.outbox: Table = metadata.tables["outbox"]
         self.inbox: Table = metadata.tables["inbox"]
         self._engine: AsyncEngine | None = None
@@ -160,6 +163,7 @@ class ServiceRuntime:
             service=self.name,
             publish_timeout=self.settings.publish_timeout,
         )
+        self.handlers.append(handler)
         consumer = subscription.consumer
 
         async def on_message(message: RabbitMessage) -> None:
@@ -178,9 +182,10 @@ class ServiceRuntime:
         await ensure_database(self.database_url)
         self._engine = create_engine(self.database_url)
         await upgrade(self._engine, self.migrations)
+        self.handlers.clear()
         self._broker = self.build_broker()
         await self._broker.connect()
-        await declare_topology(self._broker)
+        await declare_topology(self._broker, self.topology)
         self._relay = OutboxRelay(
             self._engine,
             self.outbox,
@@ -220,7 +225,14 @@ class ServiceRuntime:
 
     def asgi(self) -> Starlette:
         async def health(request: Request) -> JSONResponse:
-            return JSONResponse({"service": self.name, "status": "ok"})
+            return JSONResponse(
+                {
+                    "service": self.name,
+                    "status": "ok",
+                    "consumers": {h.consumer.queue: h.stats.as_dict() for h in self.handlers},
+                    "outbox_published": self._relay.published if self._relay else 0,
+                }
+            )
 
         routes = [*self.routes, Route("/health", health)]
         app = Starlette(routes=routes, lifespan=self.lifespan)

@@ -1,0 +1,58 @@
+# One image per service of the saga:
+#
+#   docker build --build-arg SERVICE=order -t saga-order .
+#
+# SERVICE is order, payment or inventory. The image holds the shared packages
+# (contracts, saga_log) and that one service's code, nothing of the other services.
+
+# The dependencies, read from pyproject.toml into requirements.txt in a stage of their
+# own: the final image copies only that file, so editing pyproject.toml elsewhere (tool
+# settings, version) does not invalidate the dependency layer.
+FROM python:3.12-slim AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt
+
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Dependencies before code, so that this layer is rebuilt only when they change, and
+# shared by all three images: SERVICE is declared only further down, because a build
+# argument in scope is part of the cache key of every RUN that follows it.
+COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+
+RUN groupadd --system --gid 10001 saga \
+    && useradd --system --uid 10001 --gid saga --no-create-home --home-dir /app --shell /usr/sbin/nologin saga
+
+# The shared packages, also the same in all three images. The code runs from /app (the
+# working directory is on sys.path under `python -m`); it stays owned by root, read-only
+# for the service.
+COPY contracts/ contracts/
+COPY saga_log/ saga_log/
+RUN python -m compileall -q contracts saga_log
+
+ARG SERVICE
+RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=order|payment|inventory" >&2; exit 1; }
+ENV SERVICE=${SERVICE}
+COPY services/__init__.py services/__init__.py
+COPY services/${SERVICE}/ services/${SERVICE}/
+RUN python -m compileall -q services
+
+USER 10001
+
+# Each service listens on its own *_HTTP_PORT (order 8000, payment 8001, inventory 8002).
+EXPOSE 8000 8001 8002
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
+
+# exec: python is PID 1 and receives SIGTERM from `docker stop` directly.
+CMD exec python -m "services.${SERVICE}"

@@ -1,0 +1,54 @@
+# The one-command entry points; see README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SCENARIO ?= ok
+# docker compose v2 when present, else docker-compose v1.
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down logs dev stop status order test test-unit test-integration test-e2e lint
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+
+install: $(VENV)/.installed  ## create .venv and install the project with its test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+up:  ## the whole system in Docker: RabbitMQ (UI on 15672), 3 PostgreSQL, 3 services
+	$(COMPOSE) up -d --build
+	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
+
+down:  ## stop the Docker stack and delete its volumes
+	$(COMPOSE) down -v --remove-orphans
+
+logs:  ## follow the Docker stack's logs
+	$(COMPOSE) logs -f
+
+dev: install  ## the three services as local processes (SAGA_FAULTS=seed), on local PostgreSQL and RabbitMQ
+	@bash scripts/dev.sh start
+
+stop:  ## stop the processes `make dev` started
+	@bash scripts/dev.sh stop
+
+status:  ## are the `make dev` processes up?
+	@bash scripts/dev.sh status
+
+order: install  ## place a sample order: make order SCENARIO=ok|1|11|2|22|3|33
+	@$(BIN)/python -m saga_log order --scenario $(SCENARIO)
+
+test: install  ## every test: unit, integration, end-to-end, Docker (skipped with a reason if no engine)
+	$(BIN)/python -m pytest -ra
+
+test-unit: install  ## the fast tests only
+	$(BIN)/python -m pytest -ra tests/unit
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy contracts saga_log services

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make dev`: the three services as separate local processes against the PostgreSQL and
+# RabbitMQ the environment names (defaults: 127.0.0.1:5432 user postgres, 127.0.0.1:5672
+# guest/guest). Each creates its own database and applies its migrations at start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=.run
+services=(order payment inventory)
+declare -A ports=([order]=${ORDER_HTTP_PORT:-8000} [payment]=${PAYMENT_HTTP_PORT:-8001} [inventory]=${INVENTORY_HTTP_PORT:-8002})
+export SAGA_FAULTS=${SAGA_FAULTS:-seed}
+
+running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+start() {
+  mkdir -p "$run"
+  for s in "${services[@]}"; do
+    if running "$s"; then echo "$s: already running (pid $(cat "$run/$s.pid"))"; continue; fi
+    nohup .venv/bin/python -m "services.$s" >>"$run/$s.log" 2>&1 &
+    echo $! >"$run/$s.pid"
+  done
+  for s in "${services[@]}"; do
+    port=${ports[$s]}
+    for _ in $(seq 120); do
+      if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then break; fi
+      if ! running "$s"; then
+        echo "$s: exited during start. Last lines of $run/$s.log:" >&2
+        tail -n 20 "$run/$s.log" >&2
+        echo "Is PostgreSQL up (pg_isready -h 127.0.0.1) and RabbitMQ (rabbitmq-diagnostics ping)?" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 || { echo "$s: no /health on port $port after 60 s; see $run/$s.log" >&2; exit 1; }
+    echo "$s: up on http://127.0.0.1:$port (pid $(cat "$run/$s.pid"), log $run/$s.log)"
+  done
+  echo "SAGA_FAULTS=$SAGA_FAULTS. Place an order: make order SCENARIO=ok   Stop: make stop"
+}
+
+stop() {
+  for s in "${services[@]}"; do
+    if running "$s"; then
+      kill "$(cat "$run/$s.pid")" && echo "$s: stopped"
+    fi
+    rm -f "$run/$s.pid"
+  done
+}
+
+status() {
+  for s in "${services[@]}"; do
+    if running "$s"; then echo "$s: running (pid $(cat "$run/$s.pid"))"; else echo "$s: not running"; fi
+  done
+}
+
+"${1:-start}"

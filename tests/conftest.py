@@ -1,0 +1,33 @@
+"""Session-wide fixtures: the real PostgreSQL and RabbitMQ the environment names
+(defaults: 127.0.0.1:5432 user postgres, 127.0.0.1:5672 guest/guest), with a vhost and
+databases of the tests' own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support import rabbit_vhost
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """An AMQP URL on a vhost made for this test session (deleted afterwards)."""
+    with rabbit_vhost(AMQP_URL, MANAGEMENT_URL) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    return PG_SERVER_URL
+
+
+@pytest.fixture(scope="session")
+def management_url() -> str:
+    return MANAGEMENT_URL

@@ -1,0 +1,281 @@
+"""What the integration and end-to-end tests share: an isolated RabbitMQ vhost, fresh
+databases, the services as real processes, and waiting for conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from base64 import b64encode
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SERVICES = ("order", "payment", "inventory")
+
+T = TypeVar("T")
+
+#: Retry delays short enough for tests; the policy's shape stays the sample's.
+FAST_RETRIES = {
+    "SAGA_RETRY_FIRST_DELAY": "0.2",
+    "SAGA_RETRY_BACKOFF": "2",
+    "SAGA_RETRY_MAX_DELAY": "0.8",
+    "SAGA_RETRY_MAX_ATTEMPTS": "3",
+    "SAGA_OUTBOX_POLL_INTERVAL": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.1
+) -> T:
+    """Poll `probe` until it returns a truthy value; fail with its last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    value: T = await probe()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        await asyncio.sleep(interval)
+        value = await probe()
+    return value
+
+
+# --- RabbitMQ -------------------------------------------------------------------------
+
+
+def with_vhost(amqp_url: str, vhost: str) -> str:
+    parts = urlsplit(amqp_url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+@contextmanager
+def rabbit_vhost(amqp_url: str, management_url: str | None) -> Iterator[str]:
+    """A fresh vhost for one test session, so tests never meet a running stack's queues.
+
+    Made through the management API when it answers, else with rabbitmqctl; if neither
+    can, the tests share the URL's own vhost (and say so)."""
+    name = f"saga-test-{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(amqp_url)
+    user, password = parts.username or "guest", parts.password or "guest"
+    made = _management(management_url, user, password, "PUT", f"/api/vhosts/{quote(name, safe='')}")
+    if made:
+        _management(
+            management_url,
+            user,
+            password,
+            "PUT",
+            f"/api/permissions/{quote(name, safe='')}/{quote(user, safe='')}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        delete = lambda: _management(
+            management_url, user, password, "DELETE", f"/api/vhosts/{quote(name, safe='')}"
+        )  # noqa: E731
+    elif shutil.which("rabbitmqctl") and _ctl("add_vhost", name):
+        _ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        delete = lambda: _ctl("delete_vhost", name)  # noqa: E731
+    else:
+        print("tests: could not create a RabbitMQ vhost; using the URL's own", file=sys.stderr)
+        yield amqp_url
+        return
+    try:
+        yield with_vhost(amqp_url, name)
+    finally:
+        delete()
+
+
+def _management(
+    base: str | None, user: str, password: str, method: str, path: str, body: Any = None
+) -> bool:
+    if not base:
+        return False
+    data = json.dumps(body or {}).encode() if method == "PUT" else None
+    request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
+    request.add_header(
+        "Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+    )
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _ctl(*args: str) -> bool:
+    try:
+        return (
+            subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def management_publish(
+    management_url: str, vhost: str, routing_key: str, payload: str
+) -> dict[str, Any]:
+    """Publish exactly as the management UI's "Publish message" form does: no properties
+    (so no content type, and delivery mode 1: not persistent)."""
+    request = urllib.request.Request(
+        f"{management_url.rstrip('/')}/api/exchanges/{quote(vhost, safe='')}/saga.events/publish",
+        data=json.dumps(
+            {
+                "properties": {},
+                "routing_key": routing_key,
+                "payload": payload,
+                "payload_encoding": "string",
+            }
+        ).encode(),
+        method="POST",
+    )
+    request.add_header("Authorization", "Basic " + b64encode(b"guest:guest").decode())
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+
+def database_url(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def drop_databases(server_url: str, names: list[str]) -> None:
+    parts = urlsplit(server_url)
+    conn = await asyncpg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        database="postgres",
+    )
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    parts = urlsplit(url)
+    conn = await asyncpg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        database=parts.path.lstrip("/"),
+    )
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+# --- the services as processes --------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """The three services running as separate processes, and where to reach them."""
+
+    amqp_url: str
+    database_urls: dict[str, str]
+    ports: dict[str, int]
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def order_api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['order']}"
+
+    def health(self, service: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.ports[service]}/health", timeout=2
+            ) as r:
+                result: dict[str, Any] = json.loads(r.read())
+                return result
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def start(self, service: str, *, timeout: float = 60.0) -> None:
+        env = {**os.environ, **self.env}
+        env[f"{service.upper()}_HTTP_PORT"] = str(self.ports[service])
+        self.logs[service] = ARTIFACTS / f"{service}-{self.ports[service]}.log"
+        self.logs[service].parent.mkdir(exist_ok=True)
+        log = self.logs[service].open("ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"], env=env, stdout=log, stderr=log, cwd=ROOT
+        )
+        deadline = time.monotonic() + timeout
+        while self.health(service) is None:
+            if self.processes[service].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{service} did not start:\n{self.tail(service)}")
+            time.sleep(0.1)
+
+    def stop(self, service: str) -> None:
+        process = self.processes.pop(service, None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for service in list(self.processes):
+            self.stop(service)
+
+    def tail(self, service: str, lines: int = 40) -> str:
+        path = self.logs.get(service)
+        if path is None or not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def make_stack(
+    amqp_url: str, pg_server_url: str, *, faults: str = "seed", **extra_env: str
+) -> Stack:
+    suffix = uuid.uuid4().hex[:8]
+    names = {"order": "orders", "payment": "payments", "inventory": "inventory"}
+    database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in SERVICES}
+    env = {
+        "AMQP_URL": amqp_url,
+        "SAGA_FAULTS": faults,
+        "SAGA_HTTP_HOST": "127.0.0.1",
+        "ORDER_DATABASE_URL": database_urls["order"],
+        "PAYMENT_DATABASE_URL": database_urls["payment"],
+        "INVENTORY_DATABASE_URL": database_urls["inventory"],
+        **FAST_RETRIES,
+        **extra_env,
+    }
+    return Stack(
+        amqp_url=amqp_url,
+        database_urls=database_urls,
+        ports={s: free_port() for s in SERVICES},
+        env=env,
+    )
