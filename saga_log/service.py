@@ -85,6 +85,23 @@ async def _raw_body(message: Any) -> Any:
     return message.body
 
 
+def subscribe(broker: RabbitBroker, handler: DeliveryHandler, *, prefetch: int) -> None:
+    """Register `handler` on its consumer's work queue; it settles every message itself."""
+    consumer = handler.consumer
+
+    async def on_message(message: RabbitMessage) -> None:
+        await handler.handle(message.raw_message)
+
+    broker.subscriber(
+        work_queue(consumer),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        channel=Channel(prefetch_count=prefetch),
+        title=consumer.queue,
+        description=(handler.subscription.handler.__doc__ or "").strip() or None,
+    )(on_message)
+
+
 class ServiceRuntime:
     """Everything one service runs: see the module docstring.
 
@@ -164,19 +181,7 @@ class ServiceRuntime:
             publish_timeout=self.settings.publish_timeout,
         )
         self.handlers.append(handler)
-        consumer = subscription.consumer
-
-        async def on_message(message: RabbitMessage) -> None:
-            await handler.handle(message.raw_message)
-
-        broker.subscriber(
-            work_queue(consumer),
-            ack_policy=AckPolicy.MANUAL,
-            decoder=_raw_body,
-            channel=Channel(prefetch_count=self.settings.prefetch),
-            title=consumer.queue,
-            description=(subscription.handler.__doc__ or "").strip() or None,
-        )(on_message)
+        subscribe(broker, handler, prefetch=self.settings.prefetch)
 
     async def start(self) -> None:
         await ensure_database(self.database_url)

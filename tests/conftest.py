@@ -5,7 +5,7 @@ databases of the tests' own."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,9 +16,10 @@ MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:156
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def amqp_url() -> Iterator[str]:
-    """An AMQP URL on a vhost made for this test session (deleted afterwards)."""
+    """An AMQP URL on a vhost made for this test module (deleted afterwards), so that no
+    two modules' consumers, nor a running `make dev`, ever share a queue."""
     with rabbit_vhost(AMQP_URL, MANAGEMENT_URL) as url:
         yield url
 

@@ -9,7 +9,7 @@ from saga_log.client import SagaWatcher
 from tests.support import Stack, drop_databases, make_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
     """The three services as separate processes, with the sample's faults on."""
     stack = make_stack(amqp_url, pg_server_url, faults="seed")

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from saga_log import OutboxRelay, ServiceRuntime, UnitOfWork, create_engine, declare_topology
+from saga_log.client import SagaWatcher
+from saga_log.migrations import upgrade
+from services.payment import main as payment_main
+from services.payment import tables as payment_tables
+from services.payment.config import Settings as PaymentSettings
+from tests.support import FAST_RETRIES, database_url, drop_databases
+
+
+@pytest.fixture(scope="module")
+async def payment_service(amqp_url: str, pg_server_url: str) -> AsyncIterator[ServiceRuntime]:
+    """The real payment service, in this process, on its own database and vhost."""
+    name = f"test_payments_{uuid.uuid4().hex[:8]}"
+    settings = PaymentSettings(
+        database_url=database_url(pg_server_url, name),
+        amqp_url=amqp_url,
+        faults="off",
+        **{key.removeprefix("SAGA_").lower(): value for key, value in FAST_RETRIES.items()},
+    )
+    runtime = payment_main.build(settings)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+        await drop_databases(pg_server_url, [name])
+
+
+@pytest.fixture
+async def watcher(amqp_url: str) -> AsyncIterator[SagaWatcher]:
+    async with SagaWatcher(amqp_url) as watcher:
+        yield watcher
+
+
+class Outbox:
+    """The runtime's outbox pieces on a real database, driven by hand (no relay task)."""
+
+    def __init__(self, engine, broker: RabbitBroker) -> None:  # type: ignore[no-untyped-def]
+        self.engine = engine
+        self.relay = OutboxRelay(engine, payment_tables.outbox, broker, batch_size=50)
+        self.wakeups = 0
+
+    def unit_of_work(self) -> UnitOfWork:
+        def woken() -> None:
+            self.wakeups += 1
+
+        return UnitOfWork(
+            self.engine, outbox=payment_tables.outbox, inbox=payment_tables.inbox, on_commit=woken
+        )
+
+
+@pytest.fixture
+async def outbox(amqp_url: str, pg_server_url: str) -> AsyncIterator[Outbox]:
+    name = f"test_outbox_{uuid.uuid4().hex[:8]}"
+    from saga_log import ensure_database
+
+    url = database_url(pg_server_url, name)
+    await ensure_database(url)
+    engine = create_engine(url)
+    await upgrade(engine, payment_main.MIGRATIONS)
+    broker = RabbitBroker(amqp_url)
+    await broker.connect()
+    await declare_topology(broker)
+    try:
+        yield Outbox(engine, broker)
+    finally:
+        await broker.stop()
+        await engine.dispose()
+        await asyncio.sleep(0)
+        await drop_databases(pg_server_url, [name])

@@ -1,0 +1,156 @@
+"""Outbox, relay and inbox against the real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import aio_pika
+from sqlalchemy import func, select
+
+from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
+from contracts.samples import fresh_order_id, sample_order
+from saga_log import ServiceRuntime
+from saga_log.client import SagaWatcher
+from services.payment.tables import outbox as outbox_table
+from services.payment.tables import payments
+from tests.integration.conftest import Outbox
+from tests.support import eventually
+
+
+def debited(order_id: str) -> PaymentDebited:
+    return PaymentDebited.caused_by(
+        f"cause-{order_id}",
+        producer="payment",
+        order_id=order_id,
+        transaction_id=transaction_id(order_id, "Debit"),
+        amount=Decimal("10.00"),
+        items=[],
+    )
+
+
+def order_created(scenario: str = "ok") -> OrderCreated:
+    order = decode(
+        PlaceOrder, json.dumps(sample_order(scenario, order_id=fresh_order_id(scenario))).encode()
+    )
+    return OrderCreated.caused_by(
+        f"placed-{order.order_id}",
+        producer="order",
+        order_id=order.order_id,
+        order_date=order.order_date,
+        customer_id=order.customer_id,
+        items=order.items,
+    )
+
+
+async def unpublished(outbox: Outbox) -> int:
+    async with outbox.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                select(func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+        )
+
+
+async def test_rolled_back_work_publishes_nothing(outbox: Outbox) -> None:
+    async with outbox.unit_of_work() as uow:
+        uow.publish(debited("rolled-back"))
+        # leaving without commit rolls back
+    assert await unpublished(outbox) == 0
+    assert outbox.wakeups == 0
+    assert await outbox.relay.relay_once() == 0
+
+
+async def test_committed_event_is_published_once_confirmed(
+    outbox: Outbox, watcher: SagaWatcher
+) -> None:
+    event = debited(fresh_order_id("ok"))
+    async with outbox.unit_of_work() as uow:
+        uow.publish(event)
+        await uow.commit()
+    assert outbox.wakeups == 1
+    assert await unpublished(outbox) == 1
+    assert await outbox.relay.relay_once() == 1
+    assert await unpublished(outbox) == 0
+
+    async def arrived() -> list[dict]:
+        return watcher.events(event.order_id)
+
+    (seen,) = await eventually(arrived)
+    assert seen["message_id"] == str(event.message_id)
+    assert seen["correlation_id"] == event.order_id
+
+
+async def test_crash_between_publish_and_stamp_republishes_the_same_message_id(
+    outbox: Outbox, watcher: SagaWatcher
+) -> None:
+    event = debited(fresh_order_id("ok"))
+    async with outbox.unit_of_work() as uow:
+        uow.publish(event)
+        await uow.commit()
+    # The relay published the row, then died before stamping it.
+    async with outbox.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(outbox_table).where(outbox_table.c.message_id == event.message_id)
+            )
+        ).one()
+    await outbox.relay._publish(row)
+    # A new relay finds the row unpublished and sends it again.
+    assert await outbox.relay.relay_once() == 1
+
+    async def both_copies() -> list[dict]:
+        events = watcher.events(event.order_id)
+        return events if len(events) == 2 else []
+
+    copies = await eventually(both_copies)
+    assert {copy["message_id"] for copy in copies} == {str(event.message_id)}
+
+
+async def test_duplicate_order_created_debits_once(
+    payment_service: ServiceRuntime, watcher: SagaWatcher, amqp_url: str
+) -> None:
+    event = order_created()
+    debit_handler = next(
+        h for h in payment_service.handlers if h.consumer.handler == "debit_payment"
+    )
+    before = debit_handler.stats.duplicates
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("saga.events")
+        for _ in range(2):
+            await exchange.publish(
+                aio_pika.Message(
+                    encode(event),
+                    message_id=str(event.message_id),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key="order.created",
+            )
+
+    async def second_delivery_absorbed() -> bool:
+        return debit_handler.stats.duplicates == before + 1
+
+    await eventually(second_delivery_absorbed)
+    async with payment_service.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(payments).where(payments.c.order_id == event.order_id))
+        ).all()
+        emitted = await conn.scalar(
+            select(func.count())
+            .select_from(outbox_table)
+            .where(outbox_table.c.correlation_id == event.order_id)
+        )
+    assert [row.payment_type for row in rows] == ["Debit"]
+    assert emitted == 1
+    debits = [
+        e for e in await eventually(lambda: _events(watcher, event.order_id, "PaymentDebited"))
+    ]
+    assert len(debits) == 1
+
+
+async def _events(watcher: SagaWatcher, order_id: str, kind: str) -> list[dict]:
+    return [event for event in watcher.events(order_id) if event["type"] == kind]
