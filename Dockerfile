@@ -48,9 +48,8 @@ RUN python -m compileall -q services
 
 USER 10001
 
-# Each service listens on its own *_HTTP_PORT (order 8000, payment 8001, inventory 8002).
-EXPOSE 8000 8001 8002
-
+# Each service listens on its own *_HTTP_PORT: order 8000, payment 8001, inventory 8002
+# (no EXPOSE, since it would have to name all three; compose publishes the right one).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
 

@@ -1,0 +1,70 @@
+"""The saga against PostgreSQL and RabbitMQ in real containers started by the tests
+(testcontainers): the happy path and a compensation path.
+
+Needs a Docker engine; without one the tests are skipped and the reason is printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from contracts.samples import fresh_order_id, sample_order
+from saga_log.client import SagaWatcher
+from tests.e2e.test_scenarios import assert_end_state
+from tests.support import Stack, make_stack
+
+pytestmark = pytest.mark.docker
+
+
+def docker_engine_problem() -> str | None:
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no Docker engine: {exc}"
+    if result.returncode != 0:
+        return f"no Docker engine answers `docker info`: {result.stderr.strip()[:200]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def container_stack() -> Iterator[Stack]:
+    problem = docker_engine_problem()
+    if problem:
+        pytest.skip(problem)
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.community.rabbitmq import RabbitMqContainer
+
+    # Context managers, not a reaper: the containers go when the module's tests are done.
+    try:
+        postgres = PostgresContainer("postgres:17", driver=None)
+        rabbit = RabbitMqContainer("rabbitmq:4-management")
+        with postgres, rabbit:
+            amqp_url = (
+                f"amqp://{rabbit.username}:{rabbit.password}@"
+                f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
+            )
+            stack = make_stack(amqp_url, postgres.get_connection_url(), faults="seed")
+            try:
+                for service in ("order", "payment", "inventory"):
+                    stack.start(service, timeout=120)
+                yield stack
+            finally:
+                stack.stop_all()
+    except Exception as exc:  # the images or the engine failed us, not the code under test
+        if "docker" in type(exc).__module__ or "ContainerStartException" in type(exc).__name__:
+            pytest.fail(f"the test containers could not start: {exc}")
+        raise
+
+
+@pytest.mark.parametrize("scenario", ["ok", "3"])
+async def test_saga_in_containers_ends_as_the_sample_does(
+    container_stack: Stack, scenario: str
+) -> None:
+    async with SagaWatcher(container_stack.amqp_url) as watcher:
+        order_id = fresh_order_id(scenario)
+        await watcher.place(sample_order(scenario, order_id=order_id))
+        events = await watcher.wait(order_id, timeout=60)
+        await assert_end_state(container_stack, scenario, order_id, events)
