@@ -234,7 +234,7 @@ class OrderFailed(Event):
     routing_key: ClassVar[str] = "order.failed"
     type: Literal["OrderFailed"] = "OrderFailed"
     order_status: str
-    error: Literal["SagaFailed"] = SAGA_FAILED
+    error: Literal["SagaFailed"] = "SagaFailed"
     cause: str
     failed_compensation: str | None = None
     compensation_error: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -59,10 +60,8 @@ async def _order(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
                     return 1
-                try:
+                with contextlib.suppress(TimeoutError):
                     await watcher.wait(order_id, timeout=0.2)
-                except TimeoutError:
-                    pass
     except OSError as exc:
         print(f"cannot reach RabbitMQ at {_safe(args.amqp_url)}: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiormq
-from aio_pika.message import DeliveredMessage
+from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -100,7 +100,8 @@ class OutboxRelay:
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             raise RuntimeError(
-                f"{len(failures)} of {len(rows)} outbox messages were not confirmed: {failures[0]!r}"
+                f"{len(failures)} of {len(rows)} outbox messages were not confirmed: "
+                f"{failures[0]!r}"
             )
         return len(rows)
 

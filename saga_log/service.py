@@ -45,11 +45,11 @@ SAGA_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 
 
 def work_queue(consumer: Consumer) -> RabbitQueue:
-    return RabbitQueue(
+    return RabbitQueue(  # type: ignore[call-overload,no-any-return]
         consumer.queue,
         queue_type=QueueType.QUORUM,
         durable=True,
-        arguments=work_queue_arguments(consumer),  # type: ignore[arg-type]
+        arguments=work_queue_arguments(consumer),
     )
 
 
@@ -62,19 +62,19 @@ async def declare_topology(broker: RabbitBroker, consumers: Sequence[Consumer] =
             await queue.bind(exchange, routing_key=routing_key)
         for tier in range(1, RETRY_TIERS + 1):
             await broker.declare_queue(
-                RabbitQueue(
+                RabbitQueue(  # type: ignore[call-overload]
                     consumer.retry_queue(tier),
                     durable=True,
-                    arguments=retry_queue_arguments(consumer),  # type: ignore[arg-type]
+                    arguments=retry_queue_arguments(consumer),
                 )
             )
         for holding in (consumer.parking_queue, consumer.dead_letter_queue):
             await broker.declare_queue(
-                RabbitQueue(
+                RabbitQueue(  # type: ignore[call-overload]
                     holding,
                     queue_type=QueueType.QUORUM,
                     durable=True,
-                    arguments=dict(HOLDING_QUEUE_ARGUMENTS),  # type: ignore[arg-type]
+                    arguments=dict(HOLDING_QUEUE_ARGUMENTS),
                 )
             )
 

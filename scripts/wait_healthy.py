@@ -33,7 +33,8 @@ def main() -> int:
             last = summary
         if states and all(state == "healthy" for state in states.values()):
             print(
-                "stack healthy: RabbitMQ UI on its mapped 15672 port, order API on its mapped 8000 port"
+                "stack healthy: RabbitMQ UI on its mapped 15672 port, "
+                "order API on its mapped 8000 port"
             )
             return 0
         failed = [

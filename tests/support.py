@@ -87,9 +87,11 @@ def rabbit_vhost(amqp_url: str, management_url: str | None) -> Iterator[str]:
             f"/api/permissions/{quote(name, safe='')}/{quote(user, safe='')}",
             {"configure": ".*", "write": ".*", "read": ".*"},
         )
-        delete = lambda: _management(
-            management_url, user, password, "DELETE", f"/api/vhosts/{quote(name, safe='')}"
-        )  # noqa: E731
+
+        def delete() -> object:
+            path = f"/api/vhosts/{quote(name, safe='')}"
+            return _management(management_url, user, password, "DELETE", path)
+
     elif shutil.which("rabbitmqctl") and _ctl("add_vhost", name):
         _ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
         delete = lambda: _ctl("delete_vhost", name)  # noqa: E731

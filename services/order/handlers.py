@@ -182,8 +182,10 @@ async def _conclude(
     if concluded.first() is None:
         log.info("saga already concluded", extra={"order_id": order_id, "outcome": outcome})
         return
-    order_status = await uow.connection.scalar(
-        select(orders.c.order_status).where(orders.c.order_id == order_id)
+    order_status = str(
+        await uow.connection.scalar(
+            select(orders.c.order_status).where(orders.c.order_id == order_id)
+        )
     )
     if outcome is SagaOutcome.SUCCEEDED:
         uow.publish(

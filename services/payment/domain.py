@@ -60,19 +60,25 @@ def debit(
         payment_type=DEBIT,
         transaction_date=now,
     )
-    common = dict(
-        producer=SERVICE,
-        order_id=order.order_id,
-        transaction_id=payment.transaction_id,
-        amount=payment.payment_amount,
-    )
     event: PaymentDebited | PaymentDebitFailed
     if faults.fails(Step.PROCESS_PAYMENT, order.order_id):
         event = PaymentDebitFailed.caused_by(
-            str(order.message_id), error=STEP_ERRORS[Step.PROCESS_PAYMENT], **common
+            str(order.message_id),
+            producer=SERVICE,
+            order_id=order.order_id,
+            transaction_id=payment.transaction_id,
+            amount=payment.payment_amount,
+            error=STEP_ERRORS[Step.PROCESS_PAYMENT],
         )
     else:
-        event = PaymentDebited.caused_by(str(order.message_id), items=order.items, **common)
+        event = PaymentDebited.caused_by(
+            str(order.message_id),
+            producer=SERVICE,
+            order_id=order.order_id,
+            transaction_id=payment.transaction_id,
+            amount=payment.payment_amount,
+            items=order.items,
+        )
     return payment, event
 
 

@@ -129,7 +129,8 @@ async def test_same_order_published_twice_starts_one_saga(
     async def second_one_seen() -> bool:
         created = await fetch(
             stack.database_urls["order"],
-            "SELECT count(*) AS n FROM outbox WHERE correlation_id = $1 AND message_type = 'OrderCreated'",
+            "SELECT count(*) AS n FROM outbox"
+            " WHERE correlation_id = $1 AND message_type = 'OrderCreated'",
             order_id,
         )
         return created[0]["n"] == 1 and duplicates() == before + 1

@@ -38,7 +38,7 @@ def placed(scenario: str) -> PlaceOrder:
 
 
 def created(scenario: str) -> OrderCreated:
-    row, event = order.process_order(placed(scenario), causation_id="c", faults=Faults())
+    _, event = order.process_order(placed(scenario), causation_id="c", faults=Faults())
     assert isinstance(event, OrderCreated)
     return event
 
@@ -187,7 +187,7 @@ def test_release_copies_the_reserve_and_fails_only_with_prefix_33(
 
 def test_faults_off_means_nothing_fails() -> None:
     plan = Faults.named("off")
-    row, event = payment.debit(created("22"), now=NOW, faults=plan)
+    _, event = payment.debit(created("22"), now=NOW, faults=plan)
     assert isinstance(event, PaymentDebited)
 
 
