@@ -175,12 +175,12 @@ async def _order(order_api: str, order_id: str) -> dict[str, Any]:
     terminal event is out, since the outbox publishes only what has committed)."""
     async with httpx.AsyncClient(base_url=order_api, timeout=5) as http:
 
-        async def concluded() -> dict[str, Any] | None:
+        async def concluded() -> dict[str, Any]:
             response = await http.get(f"/orders/{order_id}")
             if response.status_code != 200:
-                return None
+                return {}
             body: dict[str, Any] = response.json()
-            return body if body["saga"]["outcome"] is not None else None
+            return body if body["saga"]["outcome"] is not None else {}
 
         return await eventually(concluded, timeout=15)
 
