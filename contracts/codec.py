@@ -45,7 +45,10 @@ def decode(model: type[M], body: bytes) -> M:
         raise InvalidMessage(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
-    known = {name: value for name, value in data.items() if name in model.model_fields}
+    if model.model_config.get("extra") == "allow":
+        known = data
+    else:
+        known = {name: value for name, value in data.items() if name in model.model_fields}
     try:
         return model.model_validate(known)
     except ValidationError as exc:

@@ -95,6 +95,11 @@ class PlaceOrder(BaseModel):
     customer_id: Annotated[str, Field(min_length=1, max_length=64)]
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=1000)]
 
+    def inbox_key(self) -> str:
+        # No envelope, and a client may give each publish a new id: the order id is what
+        # must not be handled twice.
+        return f"PlaceOrder:{self.order_id}"
+
 
 class Event(BaseModel):
     """The envelope every published event carries.
@@ -115,6 +120,9 @@ class Event(BaseModel):
     occurred_at: datetime
     schema_version: int = SCHEMA_VERSION
     order_id: OrderId
+
+    def inbox_key(self) -> str:
+        return str(self.message_id)
 
     @classmethod
     def caused_by(cls, causation_id: str, *, producer: str, **fields: Any) -> Self:
@@ -240,6 +248,41 @@ class OrderFailed(Event):
     compensation_error: str | None = None
 
 
+class MessageParked(Event):
+    """A message's retry budget is spent: it waits on `queue`.parked for an operator.
+
+    Published by the runtime straight away (not through the outbox: the database may be
+    why the message could not be handled)."""
+
+    routing_key: ClassVar[str] = "saga.message_parked"
+    type: Literal["MessageParked"] = "MessageParked"
+    queue: str
+    step: str | None
+    parked_type: str | None
+    parked_message_id: str | None
+    error: str
+    attempts: int
+
+
+class SagaMessage(BaseModel):
+    """Any message on `saga.events`, read as the saga history reads it: whatever carries an
+    order_id belongs to that saga; every other field is kept as it came."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    routing_key: ClassVar[str] = "#"
+
+    order_id: OrderId
+    type: str = "PlaceOrder"
+    message_id: str | None = None
+    causation_id: str | None = None
+    producer: str | None = None
+    occurred_at: datetime | None = None
+
+    def inbox_key(self) -> str:
+        return self.message_id or f"{self.type}:{self.order_id}"
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     OrderCreated,
     OrderCreateFailed,
@@ -252,6 +295,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SagaCompensationFailed,
     OrderSucceeded,
     OrderFailed,
+    MessageParked,
 )
 
 EVENTS_BY_NAME: dict[str, type[Event]] = {

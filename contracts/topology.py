@@ -29,6 +29,8 @@ from contracts.messages import (
     PaymentRefunded,
     PlaceOrder,
     SagaCompensationFailed,
+    SagaMessage,
+    Step,
 )
 
 EXCHANGE = "saga.events"
@@ -48,6 +50,10 @@ class Consumer:
     service: str
     handler: str
     messages: tuple[type[Any], ...]
+    #: The saga step this consumer runs, if it runs one.
+    step: str | None = None
+    #: Routing keys to bind instead of the messages' own (the recorder binds "#").
+    bindings: tuple[str, ...] | None = None
 
     @property
     def queue(self) -> str:
@@ -55,6 +61,8 @@ class Consumer:
 
     @property
     def routing_keys(self) -> tuple[str, ...]:
+        if self.bindings is not None:
+            return self.bindings
         return tuple(message.routing_key for message in self.messages)
 
     @property
@@ -71,18 +79,32 @@ class Consumer:
 
 
 CONSUMERS: tuple[Consumer, ...] = (
-    Consumer("order", "process_order", (PlaceOrder,)),
-    Consumer("order", "update_order_status", (OrderCreateFailed, PaymentRefunded)),
+    Consumer("order", "process_order", (PlaceOrder,), step=Step.PROCESS_ORDER),
+    Consumer(
+        "order",
+        "update_order_status",
+        (OrderCreateFailed, PaymentRefunded),
+        step=Step.UPDATE_ORDER_STATUS,
+    ),
     Consumer("order", "conclude_saga", (InventoryReserved, SagaCompensationFailed)),
     Consumer(
         "order",
         "record_transaction",
         (PaymentDebited, PaymentDebitFailed, InventoryReserveFailed, InventoryReleased),
     ),
-    Consumer("payment", "debit_payment", (OrderCreated,)),
-    Consumer("payment", "refund_payment", (PaymentDebitFailed, InventoryReleased)),
-    Consumer("inventory", "reserve_inventory", (PaymentDebited,)),
-    Consumer("inventory", "release_inventory", (InventoryReserveFailed,)),
+    Consumer("payment", "debit_payment", (OrderCreated,), step=Step.PROCESS_PAYMENT),
+    Consumer(
+        "payment",
+        "refund_payment",
+        (PaymentDebitFailed, InventoryReleased),
+        step=Step.PROCESS_REFUND,
+    ),
+    Consumer("inventory", "reserve_inventory", (PaymentDebited,), step=Step.RESERVE_INVENTORY),
+    Consumer(
+        "inventory", "release_inventory", (InventoryReserveFailed,), step=Step.RELEASE_INVENTORY
+    ),
+    # The saga history: every message on the exchange, whatever its type.
+    Consumer("saga_log", "record", (SagaMessage,), bindings=("#",)),
 )
 
 

@@ -24,9 +24,19 @@ from typing import Any, Protocol
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 
-from contracts import EVENTS_BY_NAME, Consumer, Event, InvalidMessage, decode
+from contracts import (
+    EVENTS_BY_NAME,
+    EXCHANGE,
+    Consumer,
+    InvalidMessage,
+    MessageParked,
+    decode,
+    encode,
+)
+from saga_log import metrics
 from saga_log.db import UnitOfWork
 from saga_log.retry import RetryPolicy
 
@@ -118,20 +128,24 @@ class DeliveryHandler:
                 if not await uow.claim(self.consumer.queue, message_id, type(message).__name__):
                     log.info("duplicate message ignored", extra=fields)
                     self.stats.duplicates += 1
+                    self._count(message, "duplicate")
                     return
                 await self.subscription.handler(uow, message, message_id)
                 await uow.commit()
                 emitted = [event.type for event in uow.pending]
         except Exception as exc:
-            await self._retry_later(raw, exc, fields)
+            await self._retry_later(raw, message, message_id, exc, fields)
             return
+        elapsed = time.perf_counter() - started
         self.stats.handled += 1
+        self._count(message, "handled")
+        metrics.HANDLER_SECONDS.labels(self._service, self.consumer.queue).observe(elapsed)
         log.info(
             "message handled",
             extra={
                 **fields,
                 "emitted": emitted,
-                "ms": round(1000 * (time.perf_counter() - started), 2),
+                "ms": round(1000 * elapsed, 2),
             },
         )
 
@@ -152,11 +166,8 @@ class DeliveryHandler:
 
     @staticmethod
     def _message_id(message: Any, raw: AbstractIncomingMessage) -> str:
-        if isinstance(message, Event):
-            return str(message.message_id)
-        # The command from outside has no envelope, and a client may give each publish a
-        # new id: the order id is what must not be handled twice.
-        return f"{type(message).__name__}:{message.order_id}"
+        key: str = message.inbox_key()
+        return key
 
     async def _dead_letter(self, raw: AbstractIncomingMessage, reason: str) -> None:
         headers = {
@@ -168,9 +179,18 @@ class DeliveryHandler:
         log.warning("message dead-lettered", extra={**self._fields(raw), "reason": reason[:2000]})
         await self._republish(raw, self.consumer.dead_letter_queue, headers)
         self.stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(self._service, self.consumer.queue).inc()
+        metrics.MESSAGES.labels(
+            self._service, self.consumer.queue, raw.type or "", "dead_lettered"
+        ).inc()
 
     async def _retry_later(
-        self, raw: AbstractIncomingMessage, exc: BaseException, fields: Mapping[str, Any]
+        self,
+        raw: AbstractIncomingMessage,
+        message: Any,
+        message_id: str,
+        exc: BaseException,
+        fields: Mapping[str, Any],
     ) -> None:
         retry = int(_headers(raw).get(ATTEMPT_HEADER, 0)) + 1
         error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -187,7 +207,10 @@ class DeliveryHandler:
                 "saga-last-error": error,
             }
             await self._republish(raw, self.consumer.parking_queue, headers)
+            await self._announce_parked(message, message_id, error, attempts=retry - 1)
             self.stats.parked += 1
+            self._count(message, "parked")
+            metrics.PARKED.labels(self._service, self.consumer.queue).inc()
             return
         delay = self._retry.delay(retry)
         log.warning(
@@ -200,6 +223,43 @@ class DeliveryHandler:
             raw, self.consumer.retry_queue(retry), headers, expiration=max(delay, 0.001)
         )
         self.stats.retried += 1
+        self._count(message, "retried")
+        metrics.RETRIES.labels(self._service, self.consumer.queue).inc()
+
+    def _count(self, message: Any, outcome: str) -> None:
+        kind = getattr(message, "type", None) or type(message).__name__
+        metrics.MESSAGES.labels(self._service, self.consumer.queue, kind, outcome).inc()
+
+    async def _announce_parked(
+        self, message: Any, message_id: str, error: str, *, attempts: int
+    ) -> None:
+        # The saga history must learn that this saga needs a person; the database may be
+        # down, so this goes straight to the broker rather than through the outbox.
+        event = MessageParked.caused_by(
+            f"parked:{self.consumer.queue}:{message_id}",
+            producer=self._service,
+            order_id=message.order_id,
+            queue=self.consumer.queue,
+            step=self.consumer.step,
+            parked_type=getattr(message, "type", None) or type(message).__name__,
+            parked_message_id=message_id,
+            error=error,
+            attempts=attempts,
+        )
+        confirmation = await self._broker.publish(
+            encode(event),
+            exchange=EXCHANGE,
+            routing_key=event.routing_key,
+            persist=True,
+            mandatory=True,
+            timeout=self._publish_timeout,
+            message_id=str(event.message_id),
+            correlation_id=event.correlation_id,
+            message_type=event.type,
+            content_type="application/json",
+        )
+        if not isinstance(confirmation, aiormq.spec.Basic.Ack | DeliveredMessage):
+            raise RuntimeError(f"RabbitMQ did not confirm {event.type}: {confirmation!r}")
 
     async def _republish(
         self,
