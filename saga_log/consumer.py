@@ -37,7 +37,7 @@ from contracts import (
     encode,
 )
 from saga_log import metrics
-from saga_log.db import UnitOfWork
+from saga_log.db import Delivery, UnitOfWork
 from saga_log.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,13 @@ class DeliveryHandler:
         fields = {**self._fields(raw), "message_id": message_id, "order_id": message.order_id}
         try:
             async with self._unit_of_work() as uow:
+                uow.delivery = Delivery(
+                    message_id=message_id,
+                    routing_key=_headers(raw).get(ROUTING_KEY_HEADER) or raw.routing_key or "",
+                    headers=_headers(raw),
+                    received_at=datetime.now(UTC),
+                    redelivered=bool(raw.redelivered),
+                )
                 if not await uow.claim(self.consumer.queue, message_id, type(message).__name__):
                     log.info("duplicate message ignored", extra=fields)
                     self.stats.duplicates += 1

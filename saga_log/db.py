@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -65,6 +67,17 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What the broker said about the message a unit of work handles."""
+
+    message_id: str
+    routing_key: str
+    headers: Mapping[str, Any]
+    received_at: datetime
+    redelivered: bool = False
+
+
 class UnitOfWork:
     """One local transaction: rolls back unless `commit` is called.
 
@@ -89,6 +102,8 @@ class UnitOfWork:
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
         self.committed = False
+        #: Set by the delivery that this unit of work handles (None outside deliveries).
+        self.delivery: Delivery | None = None
 
     @property
     def connection(self) -> AsyncConnection:

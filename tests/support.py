@@ -27,6 +27,19 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 SERVICES = ("order", "payment", "inventory")
+#: How each process is started and where its settings live (the recorder is saga_log's).
+MODULES = {
+    "order": "services.order",
+    "payment": "services.payment",
+    "inventory": "services.inventory",
+    "saga_log": "saga_log.recorder",
+}
+ENV_PREFIX = {
+    "order": "ORDER",
+    "payment": "PAYMENT",
+    "inventory": "INVENTORY",
+    "saga_log": "SAGA_LOG",
+}
 
 T = TypeVar("T")
 
@@ -213,6 +226,11 @@ class Stack:
     def order_api(self) -> str:
         return f"http://127.0.0.1:{self.ports['order']}"
 
+    @property
+    def history_url(self) -> str:
+        """The saga history (recorder): API, web page and /metrics."""
+        return f"http://127.0.0.1:{self.ports['saga_log']}"
+
     def health(self, service: str) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(
@@ -225,12 +243,12 @@ class Stack:
 
     def start(self, service: str, *, timeout: float = 60.0) -> None:
         env = {**os.environ, **self.env}
-        env[f"{service.upper()}_HTTP_PORT"] = str(self.ports[service])
+        env[f"{ENV_PREFIX[service]}_HTTP_PORT"] = str(self.ports[service])
         self.logs[service] = ARTIFACTS / f"{service}-{self.ports[service]}.log"
         self.logs[service].parent.mkdir(exist_ok=True)
         log = self.logs[service].open("ab")
         self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], env=env, stdout=log, stderr=log, cwd=ROOT
+            [sys.executable, "-m", MODULES[service]], env=env, stdout=log, stderr=log, cwd=ROOT
         )
         deadline = time.monotonic() + timeout
         while self.health(service) is None:
@@ -262,22 +280,26 @@ class Stack:
 def make_stack(
     amqp_url: str, pg_server_url: str, *, faults: str = "seed", **extra_env: str
 ) -> Stack:
+    """A stack of the three services and the saga history, not started yet."""
     suffix = uuid.uuid4().hex[:8]
-    names = {"order": "orders", "payment": "payments", "inventory": "inventory"}
-    database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in SERVICES}
+    names = {
+        "order": "orders",
+        "payment": "payments",
+        "inventory": "inventory",
+        "saga_log": "saga_log",
+    }
+    database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in MODULES}
     env = {
         "AMQP_URL": amqp_url,
         "SAGA_FAULTS": faults,
         "SAGA_HTTP_HOST": "127.0.0.1",
-        "ORDER_DATABASE_URL": database_urls["order"],
-        "PAYMENT_DATABASE_URL": database_urls["payment"],
-        "INVENTORY_DATABASE_URL": database_urls["inventory"],
+        **{f"{ENV_PREFIX[s]}_DATABASE_URL": database_urls[s] for s in MODULES},
         **FAST_RETRIES,
         **extra_env,
     }
     return Stack(
         amqp_url=amqp_url,
         database_urls=database_urls,
-        ports={s: free_port() for s in SERVICES},
+        ports={s: free_port() for s in MODULES},
         env=env,
     )

@@ -14,7 +14,7 @@ def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
     """The three services as separate processes, with the sample's faults on."""
     stack = make_stack(amqp_url, pg_server_url, faults="seed")
     try:
-        for service in ("order", "payment", "inventory"):
+        for service in ("order", "payment", "inventory", "saga_log"):
             stack.start(service)
         yield stack
     finally:

@@ -1,0 +1,3 @@
+from saga_log.recorder.main import main
+
+main()

@@ -1,0 +1,15 @@
+"""The saga history's configuration, from the environment."""
+
+from pydantic import Field
+
+from saga_log.settings import RuntimeSettings
+
+
+class Settings(RuntimeSettings):
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/saga_log",
+        validation_alias="SAGA_LOG_DATABASE_URL",
+    )
+    http_port: int = Field(default=8080, validation_alias="SAGA_LOG_HTTP_PORT")
+    #: A running saga with no event for this long is shown as stuck (the sample's 600 s).
+    saga_deadline: float = Field(default=600.0, gt=0)

@@ -1,0 +1,180 @@
+"""A saga's state, derived from its events alone (pure: no I/O).
+
+Choreography has no orchestrator to ask where a saga is; its events say it all. Each event
+moves the steps it reports on (ProcessOrder, ProcessPayment, ReserveInventory and the
+compensations ReleaseInventory, ProcessRefund, UpdateOrderStatus), and the saga's status
+follows: running (with its current step), succeeded, failed (compensated), needs
+attention (a compensation failed or a message was parked), or stuck (running, but no event
+for longer than the saga deadline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from contracts import Step
+
+FORWARD = (Step.PROCESS_ORDER, Step.PROCESS_PAYMENT, Step.RESERVE_INVENTORY)
+COMPENSATIONS = (Step.RELEASE_INVENTORY, Step.PROCESS_REFUND, Step.UPDATE_ORDER_STATUS)
+STATUSES = ("running", "succeeded", "failed", "needs_attention", "stuck")
+
+# event type -> what it does to which step
+_TRANSITIONS: dict[str, tuple[tuple[str, Step], ...]] = {
+    "PlaceOrder": (("start", Step.PROCESS_ORDER),),
+    "OrderCreated": (("succeed", Step.PROCESS_ORDER), ("start", Step.PROCESS_PAYMENT)),
+    "OrderCreateFailed": (("fail", Step.PROCESS_ORDER), ("start", Step.UPDATE_ORDER_STATUS)),
+    "PaymentDebited": (("succeed", Step.PROCESS_PAYMENT), ("start", Step.RESERVE_INVENTORY)),
+    "PaymentDebitFailed": (("fail", Step.PROCESS_PAYMENT), ("start", Step.PROCESS_REFUND)),
+    "InventoryReserved": (("succeed", Step.RESERVE_INVENTORY),),
+    "InventoryReserveFailed": (
+        ("fail", Step.RESERVE_INVENTORY),
+        ("start", Step.RELEASE_INVENTORY),
+    ),
+    "InventoryReleased": (("succeed", Step.RELEASE_INVENTORY), ("start", Step.PROCESS_REFUND)),
+    "PaymentRefunded": (("succeed", Step.PROCESS_REFUND), ("start", Step.UPDATE_ORDER_STATUS)),
+}
+
+
+@dataclass
+class StepState:
+    name: str
+    kind: str
+    status: str = "pending"
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return round((self.ended_at - self.started_at).total_seconds() * 1000, 3)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_ms"] = self.duration_ms
+        jsonable: dict[str, Any] = _jsonable(data)
+        return jsonable
+
+
+@dataclass
+class SagaState:
+    saga_id: str
+    status: str = "running"
+    current_step: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_event_at: datetime | None = None
+    cause: str | None = None
+    error: str | None = None
+    attention: str | None = None
+    event_count: int = 0
+    steps: list[StepState] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float | None:
+        end = self.ended_at or self.last_event_at
+        if self.started_at is None or end is None:
+            return None
+        return round((end - self.started_at).total_seconds() * 1000, 3)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "steps"}
+        data["duration_ms"] = self.duration_ms
+        data["steps"] = [step.as_json() for step in self.steps]
+        jsonable: dict[str, Any] = _jsonable(data)
+        return jsonable
+
+
+def event_time(event: Mapping[str, Any]) -> datetime:
+    """When an event happened: its own `occurred_at`, else when it was received (the order
+    JSON has no envelope)."""
+    occurred = event.get("occurred_at")
+    if isinstance(occurred, datetime):
+        return occurred
+    received: datetime = event["received_at"]
+    return received
+
+
+def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
+    """The state of saga `saga_id` after `events` (each with type, payload, occurred_at or
+    received_at), whatever order they arrive in."""
+    ordered = sorted(events, key=event_time)
+    steps: dict[str, StepState] = {str(name): StepState(str(name), "forward") for name in FORWARD}
+    steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATIONS})
+    saga = SagaState(saga_id=saga_id, event_count=len(ordered))
+    terminal: str | None = None
+    for event in ordered:
+        kind = str(event.get("type"))
+        payload: Mapping[str, Any] = event.get("payload") or {}
+        at = event_time(event)
+        saga.started_at = saga.started_at or at
+        saga.last_event_at = at
+        for action, name in _TRANSITIONS.get(kind, ()):
+            _apply(steps[name], action, at, payload.get("error"))
+        if kind in _TRANSITIONS and "Failed" in kind:
+            saga.cause = saga.cause or payload.get("error")
+        if kind == "SagaCompensationFailed":
+            failed = str(payload.get("step"))
+            if failed in steps:
+                _apply(steps[failed], "fail", at, payload.get("error"))
+            saga.attention = f"compensation {failed} failed: {payload.get('error')}"
+            saga.cause = saga.cause or payload.get("cause")
+        elif kind == "MessageParked":
+            parked = str(payload.get("step"))
+            if parked in steps:
+                steps[parked].status = "parked"
+                steps[parked].error = payload.get("error")
+            saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
+        elif kind in ("OrderSucceeded", "OrderFailed"):
+            terminal = kind
+            saga.ended_at = at
+            if kind == "OrderFailed":
+                saga.error = payload.get("error") or "SagaFailed"
+                saga.cause = payload.get("cause") or saga.cause
+                update = steps[Step.UPDATE_ORDER_STATUS]
+                if update.status == "running" and not payload.get("compensation_error"):
+                    _apply(update, "succeed", at, None)
+    saga.steps = list(steps.values())
+    if saga.attention:
+        saga.status = "needs_attention"
+    elif terminal == "OrderSucceeded":
+        saga.status = "succeeded"
+    elif terminal == "OrderFailed":
+        saga.status = "failed"
+    running = [step for step in saga.steps if step.status == "running"]
+    saga.current_step = running[-1].name if running and terminal is None else None
+    return saga
+
+
+def is_stuck(
+    status: str, last_event_at: datetime | None, *, now: datetime, deadline: timedelta
+) -> bool:
+    """A running saga that has heard nothing for longer than the saga deadline."""
+    return status == "running" and last_event_at is not None and now - last_event_at > deadline
+
+
+def _apply(step: StepState, action: str, at: datetime, error: Any) -> None:
+    if action == "start":
+        if step.status == "pending":
+            step.status, step.started_at = "running", at
+    elif action == "succeed":
+        step.status, step.ended_at = "succeeded", at
+        step.started_at = step.started_at or at
+    elif action == "fail":
+        step.status, step.ended_at = "failed", at
+        step.started_at = step.started_at or at
+        step.error = str(error) if error else step.error
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
