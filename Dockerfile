@@ -2,8 +2,9 @@
 #
 #   docker build --build-arg SERVICE=order -t saga-order .
 #
-# SERVICE is order, payment or inventory. The image holds the shared packages
-# (contracts, saga_log) and that one service's code, nothing of the other services.
+# SERVICE is order, payment, inventory or saga_log (the saga history, whose code is the
+# shared saga_log package itself). The image holds the shared packages (contracts,
+# saga_log) and that one service's code, nothing of the other services.
 
 # The dependencies, read from pyproject.toml into requirements.txt in a stage of their
 # own: the final image copies only that file, so editing pyproject.toml elsewhere (tool
@@ -12,6 +13,14 @@ FROM python:3.12-slim AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt
+
+# Only the chosen service's folder goes on (none for saga_log): COPY cannot be
+# conditional, so the choice is made here.
+FROM python:3.12-slim AS code
+ARG SERVICE
+COPY services/ /src/services/
+RUN mkdir -p /out/services && cp /src/services/__init__.py /out/services/ \
+    && if [ -d "/src/services/${SERVICE}" ]; then cp -r "/src/services/${SERVICE}" /out/services/; fi
 
 FROM python:3.12-slim
 
@@ -40,18 +49,18 @@ COPY saga_log/ saga_log/
 RUN python -m compileall -q contracts saga_log
 
 ARG SERVICE
-RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=order|payment|inventory" >&2; exit 1; }
+RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=order|payment|inventory|saga_log" >&2; exit 1; }
 ENV SERVICE=${SERVICE}
-COPY services/__init__.py services/__init__.py
-COPY services/${SERVICE}/ services/${SERVICE}/
+COPY --from=code /out/services/ services/
 RUN python -m compileall -q services
 
 USER 10001
 
-# Each service listens on its own *_HTTP_PORT: order 8000, payment 8001, inventory 8002
-# (no EXPOSE, since it would have to name all three; compose publishes the right one).
+# Each service listens on its own *_HTTP_PORT: order 8000, payment 8001, inventory 8002,
+# saga_log 8080 (no EXPOSE, since it would have to name them all; compose publishes the
+# right one).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
+    CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002', 'saga_log': '8080'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
 
 # exec: python is PID 1 and receives SIGTERM from `docker stop` directly.
-CMD exec python -m "services.${SERVICE}"
+CMD if [ "$SERVICE" = saga_log ]; then exec python -m saga_log.recorder; else exec python -m "services.${SERVICE}"; fi

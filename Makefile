@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order test test-unit test-integration test-e2e lint
+.PHONY: help install up down logs dev stop status order docs history stuck test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -47,6 +47,16 @@ test: install  ## every test: unit, integration, end-to-end, Docker (skipped wit
 
 test-unit: install  ## the fast tests only
 	$(BIN)/python -m pytest -ra tests/unit
+
+docs: install  ## regenerate the AsyncAPI documents in docs/asyncapi (tests check they are current)
+	$(BIN)/python -m saga_log.docs
+
+history: install  ## the saga history: make history [STATUS=failed]; make history ID=<order_id>
+	@if [ -n "$(ID)" ]; then $(BIN)/python -m saga_log show $(ID); \
+	else $(BIN)/python -m saga_log list $(if $(STATUS),--status $(STATUS)); fi
+
+stuck: install  ## running sagas with no event for longer than the deadline
+	@$(BIN)/python -m saga_log stuck
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .

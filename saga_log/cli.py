@@ -1,4 +1,10 @@
-"""`python -m saga_log order --scenario 2`: place a sample order and follow its saga."""
+"""Commands for people: place a sample order and follow it, and read the saga history.
+
+python -m saga_log order --scenario 2     place a sample order, print its events
+python -m saga_log show <order_id>        one saga's steps and timeline
+python -m saga_log list [--status S]      the sagas, newest first
+python -m saga_log stuck                  running sagas with no event past the deadline
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import contextlib
 import json
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
 from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.recorder.state import STATUSES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,8 +40,122 @@ def main(argv: list[str] | None = None) -> None:
             "ORDER_API_URL", f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8000')}"
         ),
     )
+    history = argparse.ArgumentParser(add_help=False)
+    history.add_argument(
+        "--history-url",
+        default=os.environ.get(
+            "SAGA_LOG_URL", f"http://127.0.0.1:{os.environ.get('SAGA_LOG_HTTP_PORT', '8080')}"
+        ),
+        help="the saga history's HTTP API (SAGA_LOG_URL)",
+    )
+    show = commands.add_parser("show", parents=[history], help="one saga's steps and timeline")
+    show.add_argument("order_id")
+    listing = commands.add_parser("list", parents=[history], help="the sagas, newest first")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--offset", type=int, default=0)
+    stuck = commands.add_parser(
+        "stuck", parents=[history], help="running sagas with no event for longer than the deadline"
+    )
+    stuck.add_argument("--limit", type=int, default=50)
     args = parser.parse_args(argv)
-    sys.exit(asyncio.run(_order(args)))
+    if args.command == "order":
+        sys.exit(asyncio.run(_order(args)))
+    try:
+        with httpx.Client(base_url=args.history_url, timeout=10) as http:
+            if args.command == "show":
+                sys.exit(_show(http, args.order_id))
+            status = "stuck" if args.command == "stuck" else args.status
+            sys.exit(_list(http, status, args.limit, getattr(args, "offset", 0)))
+    except httpx.HTTPError as exc:
+        print(
+            f"the saga history at {args.history_url} is not reachable ({exc}). Is it running "
+            "(`make up`, `make dev`)? Set SAGA_LOG_URL if it listens elsewhere.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def _show(http: httpx.Client, order_id: str) -> int:
+    response = http.get(f"/sagas/{order_id}")
+    if response.status_code == 404:
+        print(f"no saga {order_id} in the history", file=sys.stderr)
+        return 1
+    response.raise_for_status()
+    body = response.json()
+    saga = body["saga"]
+    print(f"saga {saga['saga_id']}: {saga['status']}")
+    for label in ("current_step", "cause", "attention", "started_at", "ended_at"):
+        if saga.get(label):
+            print(f"  {label:<13} {saga[label]}")
+    if saga.get("duration_ms") is not None:
+        print(f"  {'duration':<13} {saga['duration_ms']:.1f} ms")
+    print()
+    _table(
+        ["step", "kind", "status", "ms", "error"],
+        [
+            [s["name"], s["kind"], s["status"], _ms(s["duration_ms"]), s["error"] or ""]
+            for s in saga["steps"]
+        ],
+    )
+    print()
+    start = _when(body["timeline"][0]) if body["timeline"] else None
+    rows = []
+    for event in body["timeline"]:
+        offset = (_when(event) - start).total_seconds() * 1000 if start else 0.0
+        rows.append(
+            [f"+{offset:.1f}", event["type"], event["producer"] or "", _details(event["payload"])]
+        )
+    _table(["ms", "event", "producer", "detail"], rows)
+    return 0
+
+
+def _list(http: httpx.Client, status: str | None, limit: int, offset: int) -> int:
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if status:
+        params["status"] = status
+    response = http.get("/sagas", params=params)
+    response.raise_for_status()
+    body = response.json()
+    counts = ", ".join(f"{name} {count}" for name, count in body["counts"].items())
+    print(f"sagas: {counts}")
+    shown = f" with status {status}" if status else ""
+    print(f"showing {len(body['sagas'])} of {body['total']}{shown}\n")
+    _table(
+        ["saga", "status", "step", "started", "ms", "cause / attention"],
+        [
+            [
+                s["saga_id"],
+                s["status"],
+                s["current_step"] or "",
+                (s["started_at"] or "")[:23],
+                _ms(s["duration_ms"]),
+                s["attention"] or s["cause"] or "",
+            ]
+            for s in body["sagas"]
+        ],
+    )
+    return 0
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    for row in [headers, ["-" * width for width in widths], *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _when(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["occurred_at"] or event["received_at"])
 
 
 async def _order(args: argparse.Namespace) -> int:
@@ -78,6 +200,10 @@ async def _order(args: argparse.Namespace) -> int:
 
 
 def _describe(event: dict[str, Any]) -> str:
+    return f"{event['type']:<24} {_details(event)}"
+
+
+def _details(event: dict[str, Any]) -> str:
     detail = {
         key: event[key]
         for key in (
@@ -92,7 +218,7 @@ def _describe(event: dict[str, Any]) -> str:
         )
         if event.get(key) is not None
     }
-    return f"{event['type']:<24} {json.dumps(detail)}"
+    return json.dumps(detail) if detail else ""
 
 
 def _safe(url: str) -> str:

@@ -23,6 +23,8 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from saga_log import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
         retention: timedelta = timedelta(hours=1),
+        service: str = "",
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -45,6 +48,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._publish_timeout = publish_timeout
         self._retention = retention
+        self._published_metric = metrics.OUTBOX_PUBLISHED.labels(service)
         self._wakeup = asyncio.Event()
         self._last_prune = 0.0
         self.published = 0
@@ -97,6 +101,7 @@ class OutboxRelay:
                     .values(published_at=func.now())
                 )
         self.published += len(done)
+        self._published_metric.inc(len(done))
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             raise RuntimeError(

@@ -20,11 +20,12 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 from faststream.rabbit.annotations import RabbitMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from contracts import CONSUMERS, EXCHANGE, RETRY_TIERS, Consumer
@@ -33,6 +34,7 @@ from contracts.topology import (
     retry_queue_arguments,
     work_queue_arguments,
 )
+from saga_log import metrics
 from saga_log.consumer import DeliveryHandler, Subscription
 from saga_log.db import UnitOfWork, create_engine, ensure_database
 from saga_log.migrations import upgrade
@@ -198,6 +200,7 @@ class ServiceRuntime:
             batch_size=self.settings.outbox_batch_size,
             poll_interval=self.settings.outbox_poll_interval,
             publish_timeout=self.settings.publish_timeout,
+            service=self.name,
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
         await self._broker.start()
@@ -229,6 +232,16 @@ class ServiceRuntime:
             await self.stop()
 
     def asgi(self) -> Starlette:
+        async def metrics_page(request: Request) -> Response:
+            if self._relay is not None:
+                try:
+                    lag = await self._relay.oldest_unpublished_age()
+                except Exception:  # the database is away: say so, keep serving the rest
+                    log.warning("outbox lag unknown: database unreachable", exc_info=True)
+                    lag = float("nan")
+                metrics.OUTBOX_LAG.labels(self.name).set(lag)
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
         async def health(request: Request) -> JSONResponse:
             return JSONResponse(
                 {
@@ -239,7 +252,7 @@ class ServiceRuntime:
                 }
             )
 
-        routes = [*self.routes, Route("/health", health)]
+        routes = [*self.routes, Route("/health", health), Route("/metrics", metrics_page)]
         app = Starlette(routes=routes, lifespan=self.lifespan)
         app.state.runtime = self
         return app

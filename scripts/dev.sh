@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
-services=(order payment inventory)
-declare -A ports=([order]=${ORDER_HTTP_PORT:-8000} [payment]=${PAYMENT_HTTP_PORT:-8001} [inventory]=${INVENTORY_HTTP_PORT:-8002})
+services=(order payment inventory saga_log)
+declare -A ports=([order]=${ORDER_HTTP_PORT:-8000} [payment]=${PAYMENT_HTTP_PORT:-8001} [inventory]=${INVENTORY_HTTP_PORT:-8002} [saga_log]=${SAGA_LOG_HTTP_PORT:-8080})
+declare -A modules=([order]=services.order [payment]=services.payment [inventory]=services.inventory [saga_log]=saga_log.recorder)
 export SAGA_FAULTS=${SAGA_FAULTS:-seed}
 
 running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
@@ -15,7 +16,7 @@ start() {
   mkdir -p "$run"
   for s in "${services[@]}"; do
     if running "$s"; then echo "$s: already running (pid $(cat "$run/$s.pid"))"; continue; fi
-    nohup .venv/bin/python -m "services.$s" >>"$run/$s.log" 2>&1 &
+    nohup .venv/bin/python -m "${modules[$s]}" >>"$run/$s.log" 2>&1 &
     echo $! >"$run/$s.pid"
   done
   for s in "${services[@]}"; do
@@ -34,6 +35,7 @@ start() {
     echo "$s: up on http://127.0.0.1:$port (pid $(cat "$run/$s.pid"), log $run/$s.log)"
   done
   echo "SAGA_FAULTS=$SAGA_FAULTS. Place an order: make order SCENARIO=ok   Stop: make stop"
+  echo "Saga history: http://127.0.0.1:${ports[saga_log]}/   (make history, make stuck)"
 }
 
 stop() {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faststream import FastStream
 from starlette.applications import Starlette
 
 from contracts import consumer
 from saga_log.consumer import Subscription
+from saga_log.docs import asyncapi_app
 from saga_log.recorder import api, handlers, tables
 from saga_log.recorder.config import Settings
 from saga_log.service import ServiceRuntime, serve
@@ -32,6 +34,17 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
 def app() -> Starlette:
     """The ASGI application (a uvicorn factory: built when the server starts)."""
     return build().asgi()
+
+
+def docs_app() -> FastStream:
+    """What the saga history reads (everything) and publishes (nothing)."""
+    return asyncapi_app(
+        "saga_log",
+        description="The saga history: records every event on saga.events and derives each "
+        "saga's state for people (web page, API, CLI). It publishes nothing.",
+        consumers=[consumer("saga_log", "record")],
+        publishes=(),
+    )
 
 
 def main() -> None:

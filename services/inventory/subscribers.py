@@ -2,7 +2,14 @@
 
 from functools import partial
 
-from contracts import consumer
+from contracts import (
+    InventoryReleased,
+    InventoryReserved,
+    InventoryReserveFailed,
+    MessageParked,
+    SagaCompensationFailed,
+    consumer,
+)
 from saga_log import Faults, Subscription
 from services.inventory import handlers
 
@@ -18,3 +25,15 @@ def subscriptions(faults: Faults) -> list[Subscription]:
             partial(handlers.release_inventory, faults=faults),
         ),
     ]
+
+
+#: The events this service publishes (for its AsyncAPI document).
+PUBLISHES = (
+    InventoryReserved,
+    InventoryReserveFailed,
+    InventoryReleased,
+    SagaCompensationFailed,
+    MessageParked,
+)
+
+DESCRIPTION = "The inventory service: ReserveInventory and its compensation ReleaseInventory."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, literal, select, update
@@ -23,6 +24,7 @@ from contracts import (
     Step,
 )
 from saga_log import Faults, UnitOfWork
+from saga_log.metrics import SAGA_SECONDS
 from services.order import domain
 from services.order.domain import OrderStatus, SagaOutcome
 from services.order.tables import order_sagas, orders
@@ -177,9 +179,10 @@ async def _conclude(
             compensation_error=compensation_error,
             updated_at=func.now(),
         )
-        .returning(order_sagas.c.order_id)
+        .returning(order_sagas.c.started_at)
     )
-    if concluded.first() is None:
+    started_at = concluded.scalar()
+    if started_at is None:
         log.info("saga already concluded", extra={"order_id": order_id, "outcome": outcome})
         return
     order_status = str(
@@ -187,6 +190,7 @@ async def _conclude(
             select(orders.c.order_status).where(orders.c.order_id == order_id)
         )
     )
+    SAGA_SECONDS.labels("order", outcome).observe((datetime.now(UTC) - started_at).total_seconds())
     if outcome is SagaOutcome.SUCCEEDED:
         uow.publish(
             domain.saga_succeeded(order_id, order_status=order_status, causation_id=causation_id)

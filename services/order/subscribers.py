@@ -2,7 +2,15 @@
 
 from functools import partial
 
-from contracts import consumer
+from contracts import (
+    MessageParked,
+    OrderCreated,
+    OrderCreateFailed,
+    OrderFailed,
+    OrderSucceeded,
+    SagaCompensationFailed,
+    consumer,
+)
 from saga_log import Faults, Subscription
 from services.order import handlers
 
@@ -19,3 +27,19 @@ def subscriptions(faults: Faults) -> list[Subscription]:
         Subscription(consumer("order", "conclude_saga"), handlers.conclude_saga),
         Subscription(consumer("order", "record_transaction"), handlers.record_transaction),
     ]
+
+
+#: The events this service publishes (for its AsyncAPI document).
+PUBLISHES = (
+    OrderCreated,
+    OrderCreateFailed,
+    SagaCompensationFailed,
+    OrderSucceeded,
+    OrderFailed,
+    MessageParked,
+)
+
+DESCRIPTION = (
+    "The order service: ProcessOrder, its compensation UpdateOrderStatus, and the end of "
+    "every saga (OrderSucceeded or OrderFailed)."
+)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faststream import FastStream
 from starlette.applications import Starlette
 
-from saga_log import ServiceRuntime
+from saga_log import Faults, ServiceRuntime
+from saga_log.docs import asyncapi_app
 from saga_log.service import serve
 from services.payment import subscribers, tables
 from services.payment.config import Settings
@@ -30,6 +32,16 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
 def app() -> Starlette:
     """The ASGI application (a uvicorn factory: built when the server starts)."""
     return build().asgi()
+
+
+def docs_app() -> FastStream:
+    """What this service reads and publishes, for `python -m saga_log.docs`."""
+    return asyncapi_app(
+        "payment",
+        description=subscribers.DESCRIPTION,
+        consumers=[s.consumer for s in subscribers.subscriptions(Faults())],
+        publishes=subscribers.PUBLISHES,
+    )
 
 
 def main() -> None:

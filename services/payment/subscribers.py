@@ -2,7 +2,14 @@
 
 from functools import partial
 
-from contracts import consumer
+from contracts import (
+    MessageParked,
+    PaymentDebited,
+    PaymentDebitFailed,
+    PaymentRefunded,
+    SagaCompensationFailed,
+    consumer,
+)
 from saga_log import Faults, Subscription
 from services.payment import handlers
 
@@ -16,3 +23,17 @@ def subscriptions(faults: Faults) -> list[Subscription]:
             consumer("payment", "refund_payment"), partial(handlers.refund_payment, faults=faults)
         ),
     ]
+
+
+#: The events this service publishes (for its AsyncAPI document).
+PUBLISHES = (
+    PaymentDebited,
+    PaymentDebitFailed,
+    PaymentRefunded,
+    SagaCompensationFailed,
+    MessageParked,
+)
+
+DESCRIPTION = (
+    "The payment service: ProcessPayment (a Debit) and its compensation ProcessRefund (a Credit)."
+)

@@ -39,6 +39,7 @@ HEALTH_TIMEOUT = 120.0
 class ComposeStack:
     amqp_url: str
     order_api: str
+    history_url: str
 
 
 def _docker_answers() -> str | None:
@@ -140,6 +141,7 @@ def compose_stack() -> Iterator[ComposeStack]:
             "SAGA_ORDER_HOST_PORT",
             "SAGA_PAYMENT_HOST_PORT",
             "SAGA_INVENTORY_HOST_PORT",
+            "SAGA_LOG_HOST_PORT",
         )
     }
     env = {
@@ -151,6 +153,7 @@ def compose_stack() -> Iterator[ComposeStack]:
     stack = ComposeStack(
         amqp_url=f"amqp://guest:guest@127.0.0.1:{ports['SAGA_RABBITMQ_HOST_PORT']}/",
         order_api=f"http://127.0.0.1:{ports['SAGA_ORDER_HOST_PORT']}",
+        history_url=f"http://127.0.0.1:{ports['SAGA_LOG_HOST_PORT']}",
     )
 
     # A stack this test left behind (an interrupted run) would otherwise be reused.
@@ -211,3 +214,17 @@ async def test_order_through_the_composed_stack(compose_stack: ComposeStack, sce
     assert order["saga"]["compensation_error"] == expected["compensation_error"], order
     assert sorted(order["payment_transactions"]) == expected["payments"], order
     assert sorted(order["inventory_transactions"]) == expected["inventory"], order
+
+    # The saga history in the stack recorded the same story.
+    async with httpx.AsyncClient(base_url=compose_stack.history_url, timeout=5) as http:
+
+        async def recorded() -> dict[str, Any]:
+            response = await http.get(f"/sagas/{order_id}")
+            body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+            return body if body and body["saga"]["ended_at"] else {}
+
+        history = await eventually(recorded, timeout=15)
+    assert history["saga"]["status"] == (
+        "succeeded" if expected["terminal"] == "OrderSucceeded" else "failed"
+    )
+    assert history["timeline"][-1]["type"] == expected["terminal"]
