@@ -1,0 +1,143 @@
+"""The saga history's derivation of a saga's state from its events (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from saga_log.recorder.state import derive, is_stuck
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def events(*types_and_payloads: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i, (kind, payload) in enumerate(types_and_payloads):
+        at = T0 + timedelta(milliseconds=10 * i)
+        out.append(
+            {
+                "type": kind,
+                "payload": payload,
+                "occurred_at": None if kind == "PlaceOrder" else at,
+                "received_at": at,
+            }
+        )
+    return out
+
+
+def steps(state: Any) -> dict[str, str]:
+    return {step.name: step.status for step in state.steps}
+
+
+SCENARIO_3 = events(
+    ("PlaceOrder", {}),
+    ("OrderCreated", {}),
+    ("PaymentDebited", {}),
+    ("InventoryReserveFailed", {"error": "ErrReserveInventory"}),
+    ("InventoryReleased", {"cause": "ErrReserveInventory"}),
+    ("PaymentRefunded", {"cause": "ErrReserveInventory"}),
+    ("OrderFailed", {"error": "SagaFailed", "cause": "ErrReserveInventory"}),
+)
+
+
+def test_success_path_marks_the_forward_steps_succeeded() -> None:
+    state = derive(
+        "o",
+        events(
+            ("PlaceOrder", {}),
+            ("OrderCreated", {}),
+            ("PaymentDebited", {}),
+            ("InventoryReserved", {}),
+            ("OrderSucceeded", {}),
+        ),
+    )
+    assert state.status == "succeeded"
+    assert steps(state) == {
+        "ProcessOrder": "succeeded",
+        "ProcessPayment": "succeeded",
+        "ReserveInventory": "succeeded",
+        "ReleaseInventory": "pending",
+        "ProcessRefund": "pending",
+        "UpdateOrderStatus": "pending",
+    }
+    assert state.duration_ms == 40.0
+    assert [step.duration_ms for step in state.steps[:3]] == [10.0, 10.0, 10.0]
+
+
+def test_compensated_failure_is_failed_with_every_compensation_done() -> None:
+    state = derive("o", SCENARIO_3)
+    assert state.status == "failed"
+    assert state.cause == "ErrReserveInventory"
+    assert steps(state) == {
+        "ProcessOrder": "succeeded",
+        "ProcessPayment": "succeeded",
+        "ReserveInventory": "failed",
+        "ReleaseInventory": "succeeded",
+        "ProcessRefund": "succeeded",
+        "UpdateOrderStatus": "succeeded",
+    }
+    assert state.current_step is None
+
+
+def test_events_arriving_out_of_order_give_the_same_state() -> None:
+    assert derive("o", list(reversed(SCENARIO_3))).as_json() == derive("o", SCENARIO_3).as_json()
+
+
+def test_a_failed_compensation_needs_attention_and_stops_the_chain() -> None:
+    state = derive(
+        "o",
+        events(
+            ("PlaceOrder", {}),
+            ("OrderCreated", {}),
+            ("PaymentDebited", {}),
+            ("InventoryReserveFailed", {"error": "ErrReserveInventory"}),
+            (
+                "SagaCompensationFailed",
+                {
+                    "step": "ReleaseInventory",
+                    "error": "ErrReleaseInventory",
+                    "cause": "ErrReserveInventory",
+                },
+            ),
+            ("OrderFailed", {"error": "SagaFailed", "compensation_error": "ErrReleaseInventory"}),
+        ),
+    )
+    assert state.status == "needs_attention"
+    assert "ReleaseInventory" in (state.attention or "")
+    assert steps(state)["ReleaseInventory"] == "failed"
+    assert steps(state)["ProcessRefund"] == "pending"
+
+
+def test_a_running_saga_shows_its_current_step() -> None:
+    state = derive("o", events(("PlaceOrder", {}), ("OrderCreated", {})))
+    assert state.status == "running"
+    assert state.current_step == "ProcessPayment"
+
+
+def test_a_parked_message_needs_attention() -> None:
+    state = derive(
+        "o",
+        events(
+            ("PlaceOrder", {}),
+            ("OrderCreated", {}),
+            (
+                "MessageParked",
+                {"step": "ProcessPayment", "queue": "payment.debit_payment", "error": "db down"},
+            ),
+        ),
+    )
+    assert state.status == "needs_attention"
+    assert steps(state)["ProcessPayment"] == "parked"
+
+
+@pytest.mark.parametrize(
+    ("status", "age", "stuck"),
+    [("running", 601, True), ("running", 599, False), ("succeeded", 9999, False)],
+)
+def test_stuck_means_running_and_silent_past_the_deadline(
+    status: str, age: int, stuck: bool
+) -> None:
+    now = T0 + timedelta(seconds=age)
+    assert is_stuck(status, T0, now=now, deadline=timedelta(seconds=600)) is stuck
