@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-up:  ## the whole system in Docker: RabbitMQ (UI on 15672), 3 PostgreSQL, 3 services
+up:  ## the whole system in Docker: RabbitMQ (UI on 15672), the services, the saga history (8080)
 	$(COMPOSE) up -d --build
 	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
 
@@ -30,7 +30,7 @@ down:  ## stop the Docker stack and delete its volumes
 logs:  ## follow the Docker stack's logs
 	$(COMPOSE) logs -f
 
-dev: install  ## the three services as local processes (SAGA_FAULTS=seed), on local PostgreSQL and RabbitMQ
+dev: install  ## the services and the saga history as local processes (SAGA_FAULTS=seed)
 	@bash scripts/dev.sh start
 
 stop:  ## stop the processes `make dev` started
