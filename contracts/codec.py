@@ -22,9 +22,11 @@ M = TypeVar("M", bound=BaseModel)
 class InvalidMessage(ValueError):
     """A body that no retry can fix: it goes to the dead-letter queue with `reason`."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, fields: list[str] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: The dotted paths of the fields at fault (empty when the body is not even JSON).
+        self.fields = fields or []
 
 
 def encode(event: Event) -> bytes:
@@ -52,12 +54,16 @@ def decode(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate(known)
     except ValidationError as exc:
-        raise InvalidMessage(_describe(exc)) from None
+        where = [_where(error) for error in exc.errors(include_url=False)]
+        raise InvalidMessage(_describe(exc), list(dict.fromkeys(where))) from None
 
 
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
+        parts.append(f"{_where(error)}: {error['msg']}")
     return "; ".join(parts)
+
+
+def _where(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "body"

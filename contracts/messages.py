@@ -264,6 +264,16 @@ class MessageParked(Event):
     attempts: int
 
 
+class OrderRejected(Event):
+    """The order JSON published on order.placed was not a valid order: no saga started.
+    `fields` names what is wrong (e.g. "items", "items.0.qty"); `reason` says how."""
+
+    routing_key: ClassVar[str] = "order.rejected"
+    type: Literal["OrderRejected"] = "OrderRejected"
+    reason: str
+    fields: list[str]
+
+
 class SagaMessage(BaseModel):
     """Any message on `saga.events`, read as the saga history reads it: whatever carries an
     order_id belongs to that saga; every other field is kept as it came."""
@@ -296,6 +306,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     OrderSucceeded,
     OrderFailed,
     MessageParked,
+    OrderRejected,
 )
 
 EVENTS_BY_NAME: dict[str, type[Event]] = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,8 +31,11 @@ from contracts import (
     EVENTS_BY_NAME,
     EXCHANGE,
     Consumer,
+    Event,
     InvalidMessage,
     MessageParked,
+    SagaCompensationFailed,
+    Step,
     decode,
     encode,
 )
@@ -46,6 +49,8 @@ ATTEMPT_HEADER = "saga-attempt"
 ROUTING_KEY_HEADER = "saga-routing-key"
 
 Handler = Callable[[UnitOfWork, Any, str], Awaitable[None]]
+
+COMPENSATIONS = {Step.RELEASE_INVENTORY, Step.PROCESS_REFUND, Step.UPDATE_ORDER_STATUS}
 
 
 class UnitOfWorkFactory(Protocol):
@@ -77,6 +82,8 @@ class Subscription:
 
     consumer: Consumer
     handler: Handler
+    #: Answers a body that failed validation with an event (e.g. OrderRejected), if it can.
+    on_invalid: Callable[[bytes, InvalidMessage], Event | None] | None = None
 
 
 class DeliveryHandler:
@@ -120,6 +127,13 @@ class DeliveryHandler:
             message = decode(self._model(raw), raw.body)
         except InvalidMessage as exc:
             await self._dead_letter(raw, exc.reason)
+            answer = (
+                self.subscription.on_invalid(raw.body, exc)
+                if self.subscription.on_invalid
+                else None
+            )
+            if answer is not None:
+                await self._publish_now(answer)
             return
         message_id = self._message_id(message, raw)
         fields = {**self._fields(raw), "message_id": message_id, "order_id": message.order_id}
@@ -138,10 +152,18 @@ class DeliveryHandler:
                     self._count(message, "duplicate")
                     return
                 await self.subscription.handler(uow, message, message_id)
+                failure = _compensation_failure(uow.pending)
+                if failure is not None:
+                    # The chain stops here, and the message waits on the parking queue to be
+                    # redriven once the cause is fixed: it must not count as handled.
+                    await uow.release_claim(self.consumer.queue, message_id)
                 await uow.commit()
                 emitted = [event.type for event in uow.pending]
         except Exception as exc:
             await self._retry_later(raw, message, message_id, exc, fields)
+            return
+        if failure is not None:
+            await self._park(raw, message, f"{failure.step} failed: {failure.error}", fields, 0)
             return
         elapsed = time.perf_counter() - started
         self.stats.handled += 1
@@ -202,22 +224,24 @@ class DeliveryHandler:
         retry = int(_headers(raw).get(ATTEMPT_HEADER, 0)) + 1
         error = f"{type(exc).__name__}: {exc}"[:2000]
         if retry > self._retry.max_attempts:
-            log.error(
-                "retries exhausted, message parked",
-                exc_info=exc,
-                extra={**fields, "attempts": retry, "error": error},
-            )
-            headers = {
-                ATTEMPT_HEADER: retry - 1,
-                "saga-parked-by": self._service,
-                "saga-parked-at": datetime.now(UTC).isoformat(),
-                "saga-last-error": error,
-            }
-            await self._republish(raw, self.consumer.parking_queue, headers)
-            await self._announce_parked(message, message_id, error, attempts=retry - 1)
-            self.stats.parked += 1
-            self._count(message, "parked")
-            metrics.PARKED.labels(self._service, self.consumer.queue).inc()
+            log.error("retries exhausted", exc_info=exc, extra={**fields, "attempts": retry})
+            await self._park(raw, message, error, fields, retry - 1)
+            if self.consumer.step in COMPENSATIONS:
+                # A compensation that cannot run is the sample's "failed" notification.
+                await self._publish_now(
+                    SagaCompensationFailed.caused_by(
+                        f"exhausted:{self.consumer.queue}:{message_id}",
+                        producer=self._service,
+                        order_id=message.order_id,
+                        step=self.consumer.step,
+                        error=error,
+                        cause=getattr(message, "error", None) or getattr(message, "cause", ""),
+                        transaction_id=None,
+                        attempts=retry,
+                    )
+                )
+            else:
+                await self._announce_parked(message, message_id, error, attempts=retry)
             return
         delay = self._retry.delay(retry)
         log.warning(
@@ -233,6 +257,27 @@ class DeliveryHandler:
         self._count(message, "retried")
         metrics.RETRIES.labels(self._service, self.consumer.queue).inc()
 
+    async def _park(
+        self,
+        raw: AbstractIncomingMessage,
+        message: Any,
+        error: str,
+        fields: Mapping[str, Any],
+        retries: int,
+    ) -> None:
+        log.error("message parked", extra={**fields, "error": error, "retries": retries})
+        headers = {
+            ATTEMPT_HEADER: retries,
+            "saga-parked-by": self._service,
+            "saga-parked-queue": self.consumer.queue,
+            "saga-parked-at": datetime.now(UTC).isoformat(),
+            "saga-last-error": error,
+        }
+        await self._republish(raw, self.consumer.parking_queue, headers)
+        self.stats.parked += 1
+        self._count(message, "parked")
+        metrics.PARKED.labels(self._service, self.consumer.queue).inc()
+
     def _count(self, message: Any, outcome: str) -> None:
         kind = getattr(message, "type", None) or type(message).__name__
         metrics.MESSAGES.labels(self._service, self.consumer.queue, kind, outcome).inc()
@@ -240,19 +285,23 @@ class DeliveryHandler:
     async def _announce_parked(
         self, message: Any, message_id: str, error: str, *, attempts: int
     ) -> None:
-        # The saga history must learn that this saga needs a person; the database may be
-        # down, so this goes straight to the broker rather than through the outbox.
-        event = MessageParked.caused_by(
-            f"parked:{self.consumer.queue}:{message_id}",
-            producer=self._service,
-            order_id=message.order_id,
-            queue=self.consumer.queue,
-            step=self.consumer.step,
-            parked_type=getattr(message, "type", None) or type(message).__name__,
-            parked_message_id=message_id,
-            error=error,
-            attempts=attempts,
+        await self._publish_now(
+            MessageParked.caused_by(
+                f"parked:{self.consumer.queue}:{message_id}",
+                producer=self._service,
+                order_id=message.order_id,
+                queue=self.consumer.queue,
+                step=self.consumer.step,
+                parked_type=getattr(message, "type", None) or type(message).__name__,
+                parked_message_id=message_id,
+                error=error,
+                attempts=attempts,
+            )
         )
+
+    async def _publish_now(self, event: Event) -> None:
+        # Notifications of what the runtime did with a message (parked, rejected): the
+        # database may be why, so they go straight to the broker, not through the outbox.
         confirmation = await self._broker.publish(
             encode(event),
             exchange=EXCHANGE,
@@ -304,6 +353,13 @@ class DeliveryHandler:
             "amqp_message_id": raw.message_id,
             "redelivered": raw.redelivered,
         }
+
+
+def _compensation_failure(events: Sequence[Event]) -> SagaCompensationFailed | None:
+    for event in events:
+        if isinstance(event, SagaCompensationFailed):
+            return event
+    return None
 
 
 def _peek_type(body: bytes) -> str | None:

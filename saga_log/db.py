@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -144,6 +144,14 @@ class UnitOfWork:
         )
         result = await self.connection.execute(statement)
         return result.first() is not None
+
+    async def release_claim(self, consumer: str, message_id: str) -> None:
+        """Undo `claim` in this transaction: the message may be handled again (redriven)."""
+        await self.connection.execute(
+            delete(self._inbox).where(
+                self._inbox.c.consumer == consumer, self._inbox.c.message_id == message_id
+            )
+        )
 
     def publish(self, *events: Event) -> None:
         """Queue `events` for the outbox; they are written at `commit`."""

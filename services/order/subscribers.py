@@ -7,18 +7,21 @@ from contracts import (
     OrderCreated,
     OrderCreateFailed,
     OrderFailed,
+    OrderRejected,
     OrderSucceeded,
     SagaCompensationFailed,
     consumer,
 )
 from saga_log import Faults, Subscription
-from services.order import handlers
+from services.order import domain, handlers
 
 
 def subscriptions(faults: Faults) -> list[Subscription]:
     return [
         Subscription(
-            consumer("order", "process_order"), partial(handlers.process_order, faults=faults)
+            consumer("order", "process_order"),
+            partial(handlers.process_order, faults=faults),
+            on_invalid=domain.reject_order,
         ),
         Subscription(
             consumer("order", "update_order_status"),
@@ -36,6 +39,7 @@ PUBLISHES = (
     SagaCompensationFailed,
     OrderSucceeded,
     OrderFailed,
+    OrderRejected,
     MessageParked,
 )
 

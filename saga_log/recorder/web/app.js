@@ -677,13 +677,13 @@
       const row = h(
         "tr",
         { "data-testid": "saga-row" },
-        h("td", { class: "cell-id" }, link),
-        h("td", { class: "cell-status" }),
-        h("td", { class: "cell-step" }),
-        h("td", { class: "cell-started" }),
-        h("td", { class: "cell-duration num" }),
-        h("td", { class: "cell-events num" }),
-        h("td", { class: "cell-cause" }),
+        h("td", { class: "cell-id", "data-label": "Saga id" }, link),
+        h("td", { class: "cell-status", "data-label": "Status" }),
+        h("td", { class: "cell-step", "data-label": "Current step" }),
+        h("td", { class: "cell-started", "data-label": "Started" }),
+        h("td", { class: "cell-duration num", "data-label": "Duration" }),
+        h("td", { class: "cell-events num", "data-label": "Events" }),
+        h("td", { class: "cell-cause", "data-label": "Cause / attention" }),
       );
       row.addEventListener("click", (event) => {
         if (event.target instanceof Element && event.target.closest("a")) return;
@@ -1002,7 +1002,7 @@
           h(
             "span",
             { class: "event-head" },
-            h("span", { class: "event-type", text: event.type || "(no type)" }),
+            h("span", { class: "event-type" }, camelBreaks(event.type || "(no type)")),
             h("span", { class: "producer", "data-producer": event.producer || "", text: event.producer || "?" }),
           ),
           h(
@@ -1148,6 +1148,17 @@
     );
   }
 
+  /** "UpdateOrderStatus" with line-break opportunities between its words. */
+  function camelBreaks(text) {
+    const parts = String(text).split(/(?<=[a-z])(?=[A-Z])/);
+    const nodes = [];
+    parts.forEach((part, i) => {
+      if (i) nodes.push(document.createElement("wbr"));
+      nodes.push(part);
+    });
+    return nodes;
+  }
+
   // --- the flow graph ---------------------------------------------------------------
 
   /**
@@ -1196,14 +1207,15 @@
           "aria-pressed": "false",
           onclick: () => onSelect(name),
         },
+        h("span", { class: "step-name" }, camelBreaks(name)),
+        h("span", { class: "step-service", text: `${SERVICE[name]} · ${kind}` }),
         h(
           "span",
-          { class: "step-head" },
+          { class: "step-state" },
           h("span", { class: "step-icon", "aria-hidden": "true" }),
-          h("span", { class: "step-name", text: name }),
+          h("span", { class: "step-status", "data-testid": "step-status" }),
+          h("span", { class: "step-duration", "data-testid": "step-duration" }),
         ),
-        h("span", { class: "step-service", text: `${SERVICE[name]} · ${kind}` }),
-        h("span", { class: "step-state" }, h("span", { class: "step-status", "data-testid": "step-status" }), h("span", { class: "step-duration", "data-testid": "step-duration" })),
         h("span", { class: "step-error", "data-testid": "step-error", hidden: true }),
       );
       boxes[name] = el;
@@ -1224,7 +1236,7 @@
     edge("ProcessPayment-ProcessRefund", "down", 5, 2, "fails");
     edge("ReserveInventory-ReleaseInventory", "down", 7, 2, "fails");
 
-    terminal("failed", "Failed, compensated", 1, 3);
+    terminal("failed", "Failed", 1, 3);
     edge("UpdateOrderStatus-failed", "left", 2, 3);
     step("UpdateOrderStatus", "compensation", 3, 3);
     edge("ProcessRefund-UpdateOrderStatus", "left", 4, 3);
@@ -1255,9 +1267,12 @@
           setText(box.querySelector(".step-icon"), STEP_ICON[status] || "?");
           setText(box.querySelector(".step-status"), STEP_LABEL[status] || status);
           const duration = s.duration_ms !== null && s.duration_ms !== undefined ? fmtDuration(s.duration_ms) : "";
-          setText(box.querySelector(".step-duration"), duration ? ` · ${duration}` : "");
+          setText(box.querySelector(".step-duration"), duration);
           const err = box.querySelector(".step-error");
-          setText(err, s.error || "");
+          if (err.dataset.text !== (s.error || "")) {
+            err.dataset.text = s.error || "";
+            err.replaceChildren(...camelBreaks(s.error || ""));
+          }
           err.hidden = !s.error;
           const label = [name, STEP_LABEL[status] || status, duration, s.error ? `error ${s.error}` : ""].filter(Boolean).join(", ");
           setAttr(box, "aria-label", `${label}. Select to pick out its events.`);
