@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order docs history stuck test test-unit lint
+.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -57,6 +57,16 @@ history: install  ## the saga history: make history [STATUS=failed]; make histor
 
 stuck: install  ## running sagas with no event for longer than the deadline
 	@$(BIN)/python -m saga_log stuck
+
+parked: install  ## messages parked for an operator (retries spent, failed compensations)
+	@$(BIN)/python -m saga_log parked
+
+redrive: install  ## send a saga's parked messages back once the cause is fixed: make redrive ID=<order_id>
+	@test -n "$(ID)" || { echo "usage: make redrive ID=<order_id>  (or python -m saga_log redrive --all)"; exit 2; }
+	@$(BIN)/python -m saga_log redrive --order-id $(ID)
+
+dead-letters: install  ## messages that can never be valid, with the reason
+	@$(BIN)/python -m saga_log dead-letters
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .

@@ -264,6 +264,15 @@ class MessageParked(Event):
     attempts: int
 
 
+class OrderStatusUpdated(Event):
+    """UpdateOrderStatus ran for a saga that had already ended (a redriven compensation
+    reached it): the order is now `order_status`; no second terminal event is published."""
+
+    routing_key: ClassVar[str] = "order.status_updated"
+    type: Literal["OrderStatusUpdated"] = "OrderStatusUpdated"
+    order_status: str
+
+
 class OrderRejected(Event):
     """The order JSON published on order.placed was not a valid order: no saga started.
     `fields` names what is wrong (e.g. "items", "items.0.qty"); `reason` says how."""
@@ -307,6 +316,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     OrderFailed,
     MessageParked,
     OrderRejected,
+    OrderStatusUpdated,
 )
 
 EVENTS_BY_NAME: dict[str, type[Event]] = {

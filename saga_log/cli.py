@@ -4,6 +4,12 @@ python -m saga_log order --scenario 2     place a sample order, print its events
 python -m saga_log show <order_id>        one saga's steps and timeline
 python -m saga_log list [--status S]      the sagas, newest first
 python -m saga_log stuck                  running sagas with no event past the deadline
+
+python -m saga_log parked                 messages parked for an operator
+python -m saga_log redrive --order-id ID  send a saga's parked messages back (cause fixed)
+python -m saga_log dead-letters           messages that could never be valid, and why
+python -m saga_log inspect MESSAGE_ID     one held message in full
+python -m saga_log replay|discard ...     send dead letters back, or drop held messages
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import httpx
 
 from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
 from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.operator import DEAD, PARKED, HeldMessage, list_held, send_back
 from saga_log.recorder.state import STATUSES
 
 
@@ -58,9 +65,32 @@ def main(argv: list[str] | None = None) -> None:
         "stuck", parents=[history], help="running sagas with no event for longer than the deadline"
     )
     stuck.add_argument("--limit", type=int, default=50)
+    broker = argparse.ArgumentParser(add_help=False)
+    broker.add_argument(
+        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    broker.add_argument("--queue", help="only this work queue (e.g. payment.refund_payment)")
+    choose = argparse.ArgumentParser(add_help=False, parents=[broker])
+    choose.add_argument("--order-id", help="only this saga's messages")
+    choose.add_argument("--message-id", help="only this message")
+    choose.add_argument("--all", action="store_true", help="every held message")
+    commands.add_parser("parked", parents=[broker], help="messages parked for an operator")
+    commands.add_parser(
+        "redrive", parents=[choose], help="send parked messages back to their work queue"
+    )
+    commands.add_parser("dead-letters", parents=[broker], help="messages that can never be valid")
+    commands.add_parser(
+        "replay", parents=[choose], help="send dead letters back to their work queue"
+    )
+    discard = commands.add_parser("discard", parents=[choose], help="drop held messages")
+    discard.add_argument("--from", dest="held", choices=(PARKED, DEAD), default=DEAD)
+    inspect = commands.add_parser("inspect", parents=[broker], help="one held message in full")
+    inspect.add_argument("message_id")
     args = parser.parse_args(argv)
     if args.command == "order":
         sys.exit(asyncio.run(_order(args)))
+    if args.command in {"parked", "dead-letters", "redrive", "replay", "discard", "inspect"}:
+        sys.exit(asyncio.run(_operate(args)))
     try:
         with httpx.Client(base_url=args.history_url, timeout=10) as http:
             if args.command == "show":
@@ -74,6 +104,67 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+async def _operate(args: argparse.Namespace) -> int:
+    try:
+        if args.command in {"parked", "dead-letters"}:
+            kind = PARKED if args.command == "parked" else DEAD
+            held = await list_held(args.amqp_url, kind, args.queue)
+            _print_held(held, kind)
+            return 0
+        if args.command == "inspect":
+            for kind in (PARKED, DEAD):
+                for message in await list_held(args.amqp_url, kind, args.queue):
+                    if message.message_id == args.message_id:
+                        print(json.dumps(message.as_json(), indent=2))
+                        return 0
+            print(f"no parked or dead-lettered message {args.message_id}", file=sys.stderr)
+            return 1
+        if not (args.all or args.order_id or args.message_id or args.queue):
+            print("say which: --order-id, --message-id, --queue or --all", file=sys.stderr)
+            return 2
+        kind = {"redrive": PARKED, "replay": DEAD}.get(args.command) or args.held
+
+        def chosen(message: HeldMessage) -> bool:
+            return (
+                (args.order_id is None or message.order_id == args.order_id)
+                and (args.message_id is None or message.message_id == args.message_id)
+                and (args.queue is None or args.queue in (message.queue, message.work_queue))
+            )
+
+        done = await send_back(args.amqp_url, kind, chosen, discard=args.command == "discard")
+    except OSError as exc:
+        print(f"cannot reach RabbitMQ at {_safe(args.amqp_url)}: {exc}", file=sys.stderr)
+        return 2
+    verb = {"redrive": "redriven", "replay": "replayed", "discard": "discarded"}[args.command]
+    for message in done:
+        where = "dropped" if args.command == "discard" else f"-> {message.work_queue}"
+        print(f"{verb}: {message.type} {message.message_id} (order {message.order_id}) {where}")
+    print(f"{len(done)} message(s) {verb}")
+    return 0 if done else 1
+
+
+def _print_held(held: list[HeldMessage], kind: str) -> None:
+    what = "parked" if kind == PARKED else "dead-lettered"
+    print(f"{len(held)} {what} message(s)\n")
+    if not held:
+        return
+    _table(
+        ["order", "queue", "type", "retries", "since", "message id", "reason"],
+        [
+            [
+                m.order_id or "",
+                m.queue,
+                m.type or "",
+                str(m.attempts),
+                (m.held_at or "")[:19],
+                m.message_id or "",
+                m.reason[:120],
+            ]
+            for m in held
+        ],
+    )
 
 
 def _show(http: httpx.Client, order_id: str) -> int:

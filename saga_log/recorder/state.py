@@ -107,6 +107,7 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATIONS})
     saga = SagaState(saga_id=saga_id, event_count=len(ordered))
     terminal: str | None = None
+    attention_step: str | None = None
     for event in ordered:
         kind = str(event.get("type"))
         payload: Mapping[str, Any] = event.get("payload") or {}
@@ -122,6 +123,7 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
             if failed in steps:
                 _apply(steps[failed], "fail", at, payload.get("error"))
             saga.attention = f"compensation {failed} failed: {payload.get('error')}"
+            attention_step = failed
             saga.cause = saga.cause or payload.get("cause")
         elif kind == "MessageParked":
             parked = str(payload.get("step"))
@@ -129,6 +131,15 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
                 steps[parked].status = "parked"
                 steps[parked].error = payload.get("error")
             saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
+            attention_step = parked
+        elif kind == "OrderStatusUpdated":
+            _apply(steps[Step.UPDATE_ORDER_STATUS], "succeed", at, None)
+        elif kind == "OrderRejected":
+            terminal = "OrderFailed"
+            saga.ended_at = at
+            saga.error = "OrderRejected"
+            saga.cause = f"rejected: {payload.get('reason')}"
+            _apply(steps[Step.PROCESS_ORDER], "fail", at, "OrderRejected")
         elif kind in ("OrderSucceeded", "OrderFailed"):
             terminal = kind
             saga.ended_at = at
@@ -139,6 +150,9 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
                 if update.status == "running" and not payload.get("compensation_error"):
                     _apply(update, "succeed", at, None)
     saga.steps = list(steps.values())
+    if attention_step in steps and steps[attention_step].status == "succeeded":
+        # Redriven after its cause was fixed: the step has since run to completion.
+        saga.attention = None
     if saga.attention:
         saga.status = "needs_attention"
     elif terminal == "OrderSucceeded":

@@ -16,6 +16,7 @@ from contracts import (
     InventoryReserved,
     InventoryReserveFailed,
     OrderCreateFailed,
+    OrderStatusUpdated,
     PaymentDebited,
     PaymentDebitFailed,
     PaymentRefunded,
@@ -87,7 +88,18 @@ async def update_order_status(
     if failure is not None:
         uow.publish(failure)
         return
-    await _conclude(uow, event.order_id, SagaOutcome.FAILED, causation_id=message_id, cause=cause)
+    concluded = await _conclude(
+        uow, event.order_id, SagaOutcome.FAILED, causation_id=message_id, cause=cause
+    )
+    if not concluded:
+        uow.publish(
+            OrderStatusUpdated.caused_by(
+                message_id,
+                producer=domain.SERVICE,
+                order_id=event.order_id,
+                order_status=OrderStatus.PENDING,
+            )
+        )
 
 
 async def conclude_saga(
@@ -166,7 +178,8 @@ async def _conclude(
     cause: str | None = None,
     failed_compensation: str | None = None,
     compensation_error: str | None = None,
-) -> None:
+) -> bool:
+    """End the saga with `outcome` and publish its terminal event; False if it had ended."""
     # The guard on `running` makes the terminal event happen once per saga, however many
     # events race to conclude it.
     concluded = await uow.connection.execute(
@@ -184,7 +197,7 @@ async def _conclude(
     started_at = concluded.scalar()
     if started_at is None:
         log.info("saga already concluded", extra={"order_id": order_id, "outcome": outcome})
-        return
+        return False
     order_status = str(
         await uow.connection.scalar(
             select(orders.c.order_status).where(orders.c.order_id == order_id)
@@ -206,3 +219,4 @@ async def _conclude(
                 compensation_error=compensation_error,
             )
         )
+    return True

@@ -8,6 +8,7 @@ from contracts import (
     OrderCreateFailed,
     OrderFailed,
     OrderRejected,
+    OrderStatusUpdated,
     OrderSucceeded,
     SagaCompensationFailed,
     consumer,
@@ -40,6 +41,7 @@ PUBLISHES = (
     OrderSucceeded,
     OrderFailed,
     OrderRejected,
+    OrderStatusUpdated,
     MessageParked,
 )
 

@@ -141,3 +141,32 @@ def test_stuck_means_running_and_silent_past_the_deadline(
 ) -> None:
     now = T0 + timedelta(seconds=age)
     assert is_stuck(status, T0, now=now, deadline=timedelta(seconds=600)) is stuck
+
+
+def test_a_redriven_compensation_that_succeeds_clears_the_attention() -> None:
+    state = derive(
+        "o",
+        events(
+            ("PlaceOrder", {}),
+            ("OrderCreated", {}),
+            ("PaymentDebitFailed", {"error": "ErrProcessPayment"}),
+            ("SagaCompensationFailed", {"step": "ProcessRefund", "error": "ErrProcessRefund"}),
+            ("OrderFailed", {"error": "SagaFailed", "compensation_error": "ErrProcessRefund"}),
+            ("PaymentRefunded", {"cause": "ErrProcessPayment"}),
+            ("OrderStatusUpdated", {"order_status": "Pending"}),
+        ),
+    )
+    assert steps(state)["ProcessRefund"] == "succeeded"
+    assert steps(state)["UpdateOrderStatus"] == "succeeded"
+    assert state.attention is None
+    assert state.status == "failed"
+
+
+def test_a_rejected_order_is_a_failed_saga_that_says_why() -> None:
+    state = derive(
+        "o",
+        events(("PlaceOrder", {}), ("OrderRejected", {"reason": "items: Field required"})),
+    )
+    assert state.status == "failed"
+    assert state.cause == "rejected: items: Field required"
+    assert steps(state)["ProcessOrder"] == "failed"

@@ -1,0 +1,156 @@
+"""What an operator does with the messages the saga could not handle.
+
+Parked messages (retry budget spent, or a compensation that failed) wait on
+`<queue>.parked`; messages that can never be valid wait on `<queue>.dlq`. These functions
+list them without taking them off their queue, send them back to their work queue once
+the cause is fixed (redrive, replay), or drop them (discard). A replayed message that was
+already applied has no second effect: the consumer's inbox knows its id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from contracts import CONSUMERS, Consumer
+from saga_log.consumer import ATTEMPT_HEADER
+
+PARKED = "parked"
+DEAD = "dlq"
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A parked or dead-lettered message, as an operator sees it."""
+
+    queue: str
+    work_queue: str
+    message_id: str | None
+    order_id: str | None
+    type: str | None
+    reason: str
+    held_at: str | None
+    attempts: int
+    body: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "work_queue": self.work_queue,
+            "message_id": self.message_id,
+            "order_id": self.order_id,
+            "type": self.type,
+            "reason": self.reason,
+            "held_at": self.held_at,
+            "attempts": self.attempts,
+            "body": self.body.decode("utf-8", "replace"),
+        }
+
+
+def holding_queues(kind: str, consumers: Sequence[Consumer] = CONSUMERS) -> dict[str, Consumer]:
+    """Every `<queue>.parked` (kind "parked") or `<queue>.dlq` (kind "dlq"), by name."""
+    return {f"{consumer.queue}.{kind}": consumer for consumer in consumers}
+
+
+@contextlib.asynccontextmanager
+async def _channel(amqp_url: str) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        yield channel
+
+
+async def _take_all(channel: AbstractChannel, queue_name: str) -> list[AbstractIncomingMessage]:
+    """Every message on the queue, unacked: whatever is not acked goes back when the
+    channel closes, in its order."""
+    queue = await channel.get_queue(queue_name, ensure=False)
+    taken = []
+    while (message := await queue.get(no_ack=False, fail=False)) is not None:
+        taken.append(message)
+    return taken
+
+
+def _held(queue: str, consumer: Consumer, message: AbstractIncomingMessage) -> HeldMessage:
+    headers = dict(message.headers or {})
+    try:
+        body = json.loads(message.body)
+    except ValueError:
+        body = None
+    order_id = body.get("order_id") if isinstance(body, dict) else None
+    kind = message.type or (body.get("type") if isinstance(body, dict) else None)
+    reason = headers.get("saga-last-error") or headers.get("saga-reject-reason") or ""
+    held_at = headers.get("saga-parked-at") or headers.get("saga-rejected-at")
+    return HeldMessage(
+        queue=queue,
+        work_queue=consumer.queue,
+        message_id=message.message_id,
+        order_id=str(order_id) if order_id is not None else None,
+        type=str(kind) if kind else None,
+        reason=_text(reason),
+        held_at=_text(held_at) if held_at else None,
+        attempts=int(str(headers.get(ATTEMPT_HEADER, 0) or 0)),
+        body=message.body,
+    )
+
+
+async def list_held(amqp_url: str, kind: str, queue: str | None = None) -> list[HeldMessage]:
+    """The parked or dead-lettered messages, left where they are."""
+    found: list[HeldMessage] = []
+    async with _channel(amqp_url) as channel:
+        for name, consumer in holding_queues(kind).items():
+            if queue and queue not in (name, consumer.queue):
+                continue
+            found.extend(_held(name, consumer, m) for m in await _take_all(channel, name))
+    return found
+
+
+async def send_back(
+    amqp_url: str,
+    kind: str,
+    select: Callable[[HeldMessage], bool],
+    *,
+    discard: bool = False,
+) -> list[HeldMessage]:
+    """Send the held messages `select` picks back to their work queue, as new first
+    attempts (or, with `discard`, drop them). Returns what was done to."""
+    done: list[HeldMessage] = []
+    async with _channel(amqp_url) as channel:
+        for name, consumer in holding_queues(kind).items():
+            for message in await _take_all(channel, name):
+                held = _held(name, consumer, message)
+                if not select(held):
+                    continue
+                if not discard:
+                    headers = {
+                        k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER
+                    }
+                    headers["saga-redriven-at"] = datetime.now(UTC).isoformat()
+                    headers["saga-redriven-from"] = name
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(
+                            message.body,
+                            headers=headers,
+                            content_type=message.content_type,
+                            message_id=message.message_id,
+                            correlation_id=message.correlation_id,
+                            type=message.type,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=consumer.queue,
+                        mandatory=True,
+                    )
+                # Acked only once the copy is confirmed: a crash here leaves it parked.
+                await message.ack()
+                done.append(held)
+    return done
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
