@@ -24,8 +24,10 @@ from tests.support import ARTIFACTS, Stack, eventually
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+    HAVE_PLAYWRIGHT = True
 except ImportError:  # pragma: no cover - depends on the machine
-    async_playwright = None
+    HAVE_PLAYWRIGHT = False
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Without the background-networking flags Chromium's own connections are refused on a
@@ -50,7 +52,7 @@ LABEL = {
 }
 COUNT_KEYS = ("all", "running", "succeeded", "failed", "needs_attention", "stuck")
 
-if async_playwright is None:
+if not HAVE_PLAYWRIGHT:
     pytest.skip(
         "playwright is not installed (pip install playwright; the browser is Debian's chromium)",
         allow_module_level=True,
@@ -72,10 +74,9 @@ class Browsing:
     base_url: str
     errors: list[str] = field(default_factory=list)
 
-    async def open(self, path: str = "/#/", **viewport: int) -> Page:
+    async def open(self, path: str = "/#/", *, width: int = 1440, height: int = 900) -> Page:
         page = await self.context.new_page()
-        if viewport:
-            await page.set_viewport_size({"width": 1440, "height": 900, **viewport})
+        await page.set_viewport_size({"width": width, "height": height})
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
         page.on("console", self._console)
         await page.goto(self.base_url + path)
@@ -104,7 +105,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def browsing(browser: Browser, stack: Stack) -> AsyncIterator[Browsing]:
-    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    context = await browser.new_context()
     try:
         yield Browsing(context, stack.history_url)
     finally:
@@ -144,7 +145,9 @@ async def recorded(stack: Stack, expected: dict[str, str]) -> dict[str, int]:
                 return counts
             return None
 
-        return await eventually(probe, timeout=30)
+        counts = await eventually(probe, timeout=30)
+        assert counts is not None
+        return counts
 
 
 async def place(watcher: SagaWatcher, scenario: str) -> str:

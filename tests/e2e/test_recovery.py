@@ -1,0 +1,191 @@
+"""What an operator meets at 3 a.m.: parked compensations redriven once their cause is
+fixed, dead letters listed, replayed and discarded, bad input rejected with a reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import aio_pika
+import httpx
+
+from contracts.samples import fresh_order_id, sample_order
+from saga_log.client import SagaWatcher
+from saga_log.operator import DEAD, PARKED, list_held
+from tests.support import ROOT, Stack, eventually, fetch
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.amqp_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+async def order_state(stack: Stack, order_id: str) -> dict:
+    async with httpx.AsyncClient(base_url=stack.order_api) as http:
+        return (await http.get(f"/orders/{order_id}")).json()
+
+
+async def publish(
+    stack: Stack, body: bytes, *, routing_key: str = "", queue: str = "", **props: object
+) -> None:
+    connection = await aio_pika.connect(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = channel.default_exchange if queue else await channel.get_exchange("saga.events")
+        await exchange.publish(aio_pika.Message(body, **props), routing_key=queue or routing_key)  # type: ignore[arg-type]
+
+
+async def test_failed_compensations_are_parked_then_redriven_once_fixed(stack: Stack) -> None:
+    async with SagaWatcher(stack.amqp_url) as watcher:
+        ids = {scenario: fresh_order_id(scenario) for scenario in ("22", "33")}
+        for scenario, order_id in ids.items():
+            await watcher.place(sample_order(scenario, order_id=order_id))
+        for order_id in ids.values():
+            events = await watcher.wait(order_id, timeout=30)
+            assert [e["type"] for e in events].count("SagaCompensationFailed") == 1
+
+    parked = {m.order_id: m for m in await list_held(stack.amqp_url, PARKED)}
+    assert parked[ids["22"]].work_queue == "payment.refund_payment"
+    assert "ErrProcessRefund" in parked[ids["22"]].reason
+    assert parked[ids["33"]].work_queue == "inventory.release_inventory"
+    listing = cli(stack, "parked")
+    assert ids["22"] in listing.stdout and ids["33"] in listing.stdout
+
+    # The cause is fixed: the services come back without the demo faults.
+    stack.env["SAGA_FAULTS"] = "off"
+    for service in ("order", "payment", "inventory"):
+        stack.stop(service)
+        stack.start(service)
+    for order_id in ids.values():
+        redriven = cli(stack, "redrive", "--order-id", order_id)
+        assert redriven.returncode == 0, redriven.stderr
+        assert "1 message(s) redriven" in redriven.stdout
+
+    async def pending(order_id: str) -> dict:
+        state = await order_state(stack, order_id)
+        return state if state["order_status"] == "Pending" else {}
+
+    after_22 = await eventually(lambda: pending(ids["22"]))
+    assert sorted(after_22["payment_transactions"]) == ["Credit", "Debit"]
+    after_33 = await eventually(lambda: pending(ids["33"]))
+    assert sorted(after_33["payment_transactions"]) == ["Credit", "Debit"]
+    assert sorted(after_33["inventory_transactions"]) == ["Release", "Reserve"]
+    payments = await fetch(
+        stack.database_urls["payment"],
+        "SELECT payment_type, payment_amount FROM payments"
+        " WHERE order_id = $1 ORDER BY payment_type",
+        ids["33"],
+    )
+    assert [row["payment_type"] for row in payments] == ["Credit", "Debit"]
+    assert payments[0]["payment_amount"] == -payments[1]["payment_amount"]
+    terminal = await fetch(
+        stack.database_urls["order"],
+        "SELECT count(*) AS n FROM outbox WHERE correlation_id = ANY($1)"
+        " AND message_type IN ('OrderSucceeded', 'OrderFailed')",
+        list(ids.values()),
+    )
+    assert terminal[0]["n"] == 2  # one terminal event each, redrive or not
+    assert not [m for m in await list_held(stack.amqp_url, PARKED) if m.order_id in ids.values()]
+
+
+async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: Stack) -> None:
+    # An already-applied OrderCreated that ended up dead-lettered: replaying it is harmless.
+    async with SagaWatcher(stack.amqp_url) as watcher:
+        order_id = fresh_order_id("ok")
+        await watcher.place(sample_order("ok", order_id=order_id))
+        events = await watcher.wait(order_id, timeout=30)
+    created = next(e for e in events if e["type"] == "OrderCreated")
+    await publish(
+        stack,
+        json.dumps(created).encode(),
+        queue="payment.debit_payment.dlq",
+        message_id=created["message_id"],
+        headers={"saga-reject-reason": "delivery limit reached"},
+    )
+    await publish(
+        stack, b"\xff\xfe not even text", routing_key="order.created", message_id="garbage-1"
+    )
+
+    async def both_held() -> list:
+        held = await list_held(stack.amqp_url, DEAD)
+        ids = {m.message_id for m in held}
+        return held if {created["message_id"], "garbage-1"} <= ids else []
+
+    held = await eventually(both_held)
+    garbage = [m for m in held if m.message_id == "garbage-1"]
+    # Both consumers bound to order.created refused it: the payment service and the history.
+    assert {m.queue for m in garbage} == {"payment.debit_payment.dlq", "saga_log.record.dlq"}
+    assert all("not UTF-8" in m.reason for m in garbage)
+    shown = cli(stack, "dead-letters")
+    assert "garbage-1" in shown.stdout and "not UTF-8" in shown.stdout
+    inspected = cli(stack, "inspect", "garbage-1")
+    assert inspected.returncode == 0 and '"queue": "payment.debit_payment.dlq"' in inspected.stdout
+
+    before = stack.health("payment")["consumers"]["payment.debit_payment"]["duplicates"]  # type: ignore[index]
+    replayed = cli(stack, "replay", "--message-id", created["message_id"])
+    assert replayed.returncode == 0, replayed.stderr
+
+    async def absorbed() -> bool:
+        health = stack.health("payment")
+        return (
+            bool(health)
+            and health["consumers"]["payment.debit_payment"]["duplicates"] == before + 1
+        )  # type: ignore[index]
+
+    await eventually(absorbed)
+    debits = await fetch(
+        stack.database_urls["payment"], "SELECT * FROM payments WHERE order_id = $1", order_id
+    )
+    assert [row["payment_type"] for row in debits] == ["Debit"]
+
+    discarded = cli(stack, "discard", "--message-id", "garbage-1")
+    assert discarded.returncode == 0 and "2 message(s) discarded" in discarded.stdout
+    assert "garbage-1" not in {m.message_id for m in await list_held(stack.amqp_url, DEAD)}
+
+
+async def test_an_invalid_order_is_rejected_naming_the_field_and_others_complete(
+    stack: Stack,
+) -> None:
+    async with SagaWatcher(stack.amqp_url) as watcher:
+        bad_id = fresh_order_id("ok")
+        bad = sample_order("ok", order_id=bad_id)
+        bad["items"][0]["qty"] = -1
+        await publish(stack, json.dumps(bad).encode(), routing_key="order.placed")
+        no_items = fresh_order_id("ok")
+        await publish(
+            stack,
+            json.dumps({**sample_order("ok", order_id=no_items), "items": []}).encode(),
+            routing_key="order.placed",
+        )
+        huge = b'{"order_id": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+        await publish(stack, huge, routing_key="order.placed", message_id="ten-megabytes")
+        good = fresh_order_id("ok")
+        await watcher.place(sample_order("ok", order_id=good))
+
+        async def rejected(order_id: str) -> dict:
+            found = [e for e in watcher.events(order_id) if e["type"] == "OrderRejected"]
+            return found[0] if found else {}
+
+        first = await eventually(lambda: rejected(bad_id))
+        second = await eventually(lambda: rejected(no_items))
+        done = await watcher.wait(good, timeout=30)
+    assert first["fields"] == ["items.0.qty"] and "greater than 0" in first["reason"]
+    assert second["fields"] == ["items"]
+    assert done[-1]["type"] == "OrderSucceeded"
+
+    async def huge_dead_lettered() -> bool:
+        return "ten-megabytes" in {m.message_id for m in await list_held(stack.amqp_url, DEAD)}
+
+    await eventually(huge_dead_lettered)
+    orders = await fetch(
+        stack.database_urls["order"],
+        "SELECT order_id FROM orders WHERE order_id = ANY($1)",
+        [bad_id, no_items],
+    )
+    assert orders == []
