@@ -264,6 +264,17 @@ class MessageParked(Event):
     attempts: int
 
 
+class SagaCancelled(Event):
+    """The order service gave up on a saga that had no outcome in time: a step was silent
+    for longer than the step timeout, or the saga outlived its deadline. Every service
+    compensates what it did; a later event of this saga is compensated, never applied."""
+
+    routing_key: ClassVar[str] = "saga.cancelled"
+    type: Literal["SagaCancelled"] = "SagaCancelled"
+    reason: str
+    waited_seconds: float
+
+
 class OrderStatusUpdated(Event):
     """UpdateOrderStatus ran for a saga that had already ended (a redriven compensation
     reached it): the order is now `order_status`; no second terminal event is published."""
@@ -317,6 +328,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MessageParked,
     OrderRejected,
     OrderStatusUpdated,
+    SagaCancelled,
 )
 
 EVENTS_BY_NAME: dict[str, type[Event]] = {

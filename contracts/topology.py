@@ -28,6 +28,7 @@ from contracts.messages import (
     PaymentDebitFailed,
     PaymentRefunded,
     PlaceOrder,
+    SagaCancelled,
     SagaCompensationFailed,
     SagaMessage,
     Step,
@@ -103,6 +104,9 @@ CONSUMERS: tuple[Consumer, ...] = (
     Consumer(
         "inventory", "release_inventory", (InventoryReserveFailed,), step=Step.RELEASE_INVENTORY
     ),
+    # A cancelled saga: each service undoes what it did.
+    Consumer("payment", "cancel_payment", (SagaCancelled,), step=Step.PROCESS_REFUND),
+    Consumer("inventory", "cancel_reservation", (SagaCancelled,), step=Step.RELEASE_INVENTORY),
     # The saga history: every message on the exchange, whatever its type.
     Consumer("saga_log", "record", (SagaMessage,), bindings=("#",)),
 )

@@ -41,6 +41,7 @@ from contracts import (
 )
 from saga_log import metrics
 from saga_log.db import Delivery, UnitOfWork
+from saga_log.faults import FaultPlan
 from saga_log.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class DeliveryHandler:
         retry_policy: RetryPolicy,
         service: str,
         publish_timeout: float = 10.0,
+        retry_budget: int | None = None,
+        fault_plan: FaultPlan | None = None,
     ) -> None:
         self.subscription = subscription
         self.consumer = subscription.consumer
@@ -106,6 +109,8 @@ class DeliveryHandler:
         self._retry = retry_policy
         self._service = service
         self._publish_timeout = publish_timeout
+        self._budget = retry_policy.max_attempts if retry_budget is None else retry_budget
+        self._faults = fault_plan or FaultPlan()
         self.stats = Stats()
 
     async def handle(self, raw: AbstractIncomingMessage) -> None:
@@ -151,13 +156,18 @@ class DeliveryHandler:
                     self.stats.duplicates += 1
                     self._count(message, "duplicate")
                     return
+                await self._faults.before_handling(
+                    self.consumer.queue, int(_headers(raw).get(ATTEMPT_HEADER, 0))
+                )
                 await self.subscription.handler(uow, message, message_id)
                 failure = _compensation_failure(uow.pending)
                 if failure is not None:
                     # The chain stops here, and the message waits on the parking queue to be
                     # redriven once the cause is fixed: it must not count as handled.
                     await uow.release_claim(self.consumer.queue, message_id)
+                self._faults.crash_point("before_commit", self.consumer.queue)
                 await uow.commit()
+                self._faults.crash_point("after_commit", self.consumer.queue)
                 emitted = [event.type for event in uow.pending]
         except Exception as exc:
             await self._retry_later(raw, message, message_id, exc, fields)
@@ -223,7 +233,7 @@ class DeliveryHandler:
     ) -> None:
         retry = int(_headers(raw).get(ATTEMPT_HEADER, 0)) + 1
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        if retry > self._retry.max_attempts:
+        if retry > self._budget:
             log.error("retries exhausted", exc_info=exc, extra={**fields, "attempts": retry})
             await self._park(raw, message, error, fields, retry - 1)
             if self.consumer.step in COMPENSATIONS:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete, insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -144,6 +144,14 @@ class UnitOfWork:
         )
         result = await self.connection.execute(statement)
         return result.first() is not None
+
+    async def lock_saga(self, saga_id: str) -> None:
+        """Hold the saga's lock until this transaction ends: handlers of one saga that run
+        at the same moment, in any process, run one after the other (a cancellation and a
+        late event cannot both miss each other)."""
+        await self.connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:saga_id))"), {"saga_id": saga_id}
+        )
 
     async def release_claim(self, consumer: str, message_id: str) -> None:
         """Undo `claim` in this transaction: the message may be handled again (redriven)."""

@@ -24,6 +24,7 @@ from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from saga_log import metrics
+from saga_log.faults import FaultPlan
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class OutboxRelay:
         publish_timeout: float = 10.0,
         retention: timedelta = timedelta(hours=1),
         service: str = "",
+        fault_plan: FaultPlan | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -49,6 +51,7 @@ class OutboxRelay:
         self._publish_timeout = publish_timeout
         self._retention = retention
         self._published_metric = metrics.OUTBOX_PUBLISHED.labels(service)
+        self._faults = fault_plan or FaultPlan()
         self._wakeup = asyncio.Event()
         self._last_prune = 0.0
         self.published = 0
@@ -91,6 +94,7 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(self._publish(row) for row in rows), return_exceptions=True
             )
+            self._faults.crash_point("relay_after_publish")
             done = [
                 row.position for row, result in zip(rows, results, strict=True) if result is None
             ]

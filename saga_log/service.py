@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,7 @@ class ServiceRuntime:
         subscriptions: Sequence[Subscription],
         routes: Sequence[BaseRoute] = (),
         topology: Sequence[Consumer] = CONSUMERS,
+        background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.name = name
         self.settings = settings
@@ -132,6 +133,8 @@ class ServiceRuntime:
         self.subscriptions = tuple(subscriptions)
         self.routes = tuple(routes)
         self.topology = tuple(topology)
+        self.background = tuple(background)
+        self._tasks: list[asyncio.Task[None]] = []
         self.handlers: list[DeliveryHandler] = []
         self.outbox: Table = metadata.tables["outbox"]
         self.inbox: Table = metadata.tables["inbox"]
@@ -179,6 +182,8 @@ class ServiceRuntime:
             broker=broker,
             unit_of_work=self.unit_of_work,
             retry_policy=self.settings.retry_policy(),
+            retry_budget=self.settings.retry_budgets.get(subscription.consumer.queue),
+            fault_plan=self.settings.injected_faults(),
             service=self.name,
             publish_timeout=self.settings.publish_timeout,
         )
@@ -201,9 +206,14 @@ class ServiceRuntime:
             poll_interval=self.settings.outbox_poll_interval,
             publish_timeout=self.settings.publish_timeout,
             service=self.name,
+            fault_plan=self.settings.injected_faults(),
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
         await self._broker.start()
+        self._tasks = [
+            asyncio.create_task(job(self), name=f"{self.name}-{job.__name__}")
+            for job in self.background
+        ]
         log.info(
             "service started",
             extra={
@@ -215,10 +225,11 @@ class ServiceRuntime:
     async def stop(self) -> None:
         if self._broker is not None:
             await self._broker.stop()
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        for task in [*self._tasks, self._relay_task]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._engine is not None:
             await self._engine.dispose()
         log.info("service stopped", extra={"service": self.name})

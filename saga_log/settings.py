@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from saga_log.faults import Faults
+from saga_log.faults import FaultPlan, Faults
 from saga_log.retry import RetryPolicy
 
 
@@ -16,6 +16,10 @@ class RuntimeSettings(BaseSettings):
 
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
     faults: str = "off"
+    #: JSON, see saga_log.faults.FaultPlan (transient failures, delays, crashes).
+    fault_plan_json: str = Field(default="", validation_alias="SAGA_FAULT_PLAN")
+    #: Per work queue retry budgets overriding retry_max_attempts, JSON {"queue": n}.
+    retry_budgets: dict[str, int] = {}
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
     prefetch: int = Field(default=50, ge=1)
@@ -26,6 +30,11 @@ class RuntimeSettings(BaseSettings):
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
     publish_timeout: float = Field(default=10.0, gt=0)
+    #: A saga with no event for this long is cancelled (the sample: 10 s per task).
+    step_timeout: float = Field(default=10.0, gt=0)
+    #: A saga still running this long after it started is cancelled (the sample: 600 s).
+    saga_deadline: float = Field(default=600.0, gt=0, validation_alias="SAGA_DEADLINE")
+    deadline_check_interval: float = Field(default=1.0, gt=0)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -37,3 +46,6 @@ class RuntimeSettings(BaseSettings):
 
     def fault_plan(self) -> Faults:
         return Faults.named(self.faults)
+
+    def injected_faults(self) -> FaultPlan:
+        return FaultPlan.parse(self.fault_plan_json)

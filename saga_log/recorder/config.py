@@ -11,5 +11,3 @@ class Settings(RuntimeSettings):
         validation_alias="SAGA_LOG_DATABASE_URL",
     )
     http_port: int = Field(default=8080, validation_alias="SAGA_LOG_HTTP_PORT")
-    #: A running saga with no event for this long is shown as stuck (the sample's 600 s).
-    saga_deadline: float = Field(default=600.0, gt=0, validation_alias="SAGA_DEADLINE")

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import SagaMessage
@@ -23,9 +23,7 @@ async def record_event(uow: UnitOfWork, message: SagaMessage, message_id: str) -
     payload = message.model_dump(mode="json")
     # Serialise per saga: two of its events recorded at once must not each derive the
     # state from a history that lacks the other.
-    await uow.connection.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:saga_id))"), {"saga_id": message.order_id}
-    )
+    await uow.lock_saga(message.order_id)
     await uow.connection.execute(
         insert(saga_events)
         .values(

@@ -132,6 +132,8 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
                 steps[parked].error = payload.get("error")
             saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
             attention_step = parked
+        elif kind == "SagaCancelled":
+            saga.cause = f"cancelled: {payload.get('reason')}"
         elif kind == "OrderStatusUpdated":
             _apply(steps[Step.UPDATE_ORDER_STATUS], "succeed", at, None)
         elif kind == "OrderRejected":
@@ -145,7 +147,9 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
             saga.ended_at = at
             if kind == "OrderFailed":
                 saga.error = payload.get("error") or "SagaFailed"
-                saga.cause = payload.get("cause") or saga.cause
+                saga.cause = (
+                    saga.cause if kind_cancelled(saga) else payload.get("cause") or saga.cause
+                )
                 update = steps[Step.UPDATE_ORDER_STATUS]
                 if update.status == "running" and not payload.get("compensation_error"):
                     _apply(update, "succeed", at, None)
@@ -162,6 +166,10 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     running = [step for step in saga.steps if step.status == "running"]
     saga.current_step = running[-1].name if running and terminal is None else None
     return saga
+
+
+def kind_cancelled(saga: SagaState) -> bool:
+    return bool(saga.cause and saga.cause.startswith("cancelled:"))
 
 
 def is_stuck(

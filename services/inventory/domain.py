@@ -20,6 +20,9 @@ from contracts import (
 )
 from saga_log.faults import Faults
 
+#: A cancellation's compensation never fails on purpose: it is not one of the sample's steps.
+NO_FAULTS = Faults()
+
 SERVICE = "inventory"
 RESERVE = "Reserve"
 RELEASE = "Release"

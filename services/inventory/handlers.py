@@ -1,23 +1,48 @@
-"""One function per message the inventory service reacts to (see services.order.handlers)."""
+"""One function per message the inventory service reacts to (see services.order.handlers).
+
+Each takes the saga's lock first, so that a cancellation and a late event of the same saga,
+handled at the same moment in two processes, run one after the other.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts import InventoryReserveFailed, PaymentDebited
+from contracts import InventoryReleased, InventoryReserveFailed, PaymentDebited, SagaCancelled
 from saga_log import Faults, UnitOfWork
+from saga_log.cancellation import is_cancelled, mark_cancelled
 from services.inventory import domain
-from services.inventory.tables import inventory
+from services.inventory.tables import cancelled_sagas, inventory
+
+log = logging.getLogger(__name__)
 
 
 async def reserve_inventory(
     uow: UnitOfWork, event: PaymentDebited, message_id: str, *, faults: Faults
 ) -> None:
-    """ReserveInventory: reserve the order's items."""
+    """ReserveInventory: reserve the order's items. For a cancelled saga nothing is
+    reserved, and the late debit is answered so that it gets refunded."""
+    await uow.lock_saga(event.order_id)
+    if await is_cancelled(uow, cancelled_sagas, event.order_id):
+        log.warning(
+            "PaymentDebited after the saga was cancelled: not reserved",
+            extra={"order_id": event.order_id},
+        )
+        uow.publish(
+            InventoryReleased.caused_by(
+                message_id,
+                producer=domain.SERVICE,
+                order_id=event.order_id,
+                transaction_id=None,
+                cause="SagaCancelled",
+            )
+        )
+        return
     reservation, outcome = domain.reserve(event, now=datetime.now(UTC), faults=faults)
     await _write(uow, reservation)
     uow.publish(outcome)
@@ -27,17 +52,9 @@ async def release_inventory(
     uow: UnitOfWork, event: InventoryReserveFailed, message_id: str, *, faults: Faults
 ) -> None:
     """ReleaseInventory, the compensation of ReserveInventory: release the stored Reserve."""
-    row = (
-        await uow.connection.execute(
-            select(inventory).where(
-                inventory.c.order_id == event.order_id,
-                inventory.c.transaction_type == domain.RESERVE,
-            )
-        )
-    ).first()
-    stored = domain.InventoryTransaction(**row._mapping) if row is not None else None
+    await uow.lock_saga(event.order_id)
     released, outcome = domain.release(
-        stored,
+        await _reserve_of(uow, event.order_id),
         order_id=event.order_id,
         cause=event.error,
         causation_id=message_id,
@@ -47,6 +64,34 @@ async def release_inventory(
     if released is not None:
         await _write(uow, released)
     uow.publish(outcome)
+
+
+async def cancel_reservation(uow: UnitOfWork, event: SagaCancelled, message_id: str) -> None:
+    """The saga was cancelled: release its Reserve if there is one, and reserve nothing later."""
+    await uow.lock_saga(event.order_id)
+    await mark_cancelled(uow, cancelled_sagas, event.order_id, event.reason)
+    released, outcome = domain.release(
+        await _reserve_of(uow, event.order_id),
+        order_id=event.order_id,
+        cause=f"SagaCancelled: {event.reason}",
+        causation_id=message_id,
+        now=datetime.now(UTC),
+        faults=domain.NO_FAULTS,
+    )
+    if released is not None:
+        await _write(uow, released)
+        uow.publish(outcome)
+
+
+async def _reserve_of(uow: UnitOfWork, order_id: str) -> domain.InventoryTransaction | None:
+    row = (
+        await uow.connection.execute(
+            select(inventory).where(
+                inventory.c.order_id == order_id, inventory.c.transaction_type == domain.RESERVE
+            )
+        )
+    ).first()
+    return domain.InventoryTransaction(**row._mapping) if row is not None else None
 
 
 async def _write(uow: UnitOfWork, row: domain.InventoryTransaction) -> None:

@@ -24,6 +24,7 @@ def subscriptions(faults: Faults) -> list[Subscription]:
             consumer("inventory", "release_inventory"),
             partial(handlers.release_inventory, faults=faults),
         ),
+        Subscription(consumer("inventory", "cancel_reservation"), handlers.cancel_reservation),
     ]
 
 

@@ -4,6 +4,7 @@ from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from saga_log import add_runtime_tables
+from saga_log.cancellation import add_cancellation_table
 
 metadata = MetaData()
 
@@ -17,5 +18,7 @@ inventory = Table(
     Column("transaction_date", DateTime(timezone=True), nullable=False),
     Index("inventory_order", "order_id", "transaction_type"),
 )
+
+cancelled_sagas = add_cancellation_table(metadata)
 
 outbox, inbox = add_runtime_tables(metadata)

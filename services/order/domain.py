@@ -22,6 +22,7 @@ from contracts import (
     OrderRejected,
     OrderSucceeded,
     PlaceOrder,
+    SagaCancelled,
     SagaCompensationFailed,
     Step,
 )
@@ -115,6 +116,23 @@ def update_order_status(
         error=STEP_ERRORS[Step.UPDATE_ORDER_STATUS],
         cause=cause,
         transaction_id=None,
+    )
+
+
+def cancel_saga(
+    order_id: str, *, reason: str, waited_seconds: float, causation_id: str
+) -> tuple[SagaCancelled, OrderFailed]:
+    """The order service gives up on a saga that had no outcome in time: every service
+    compensates (SagaCancelled) and the saga ends failed, its order Pending."""
+    cancelled = SagaCancelled.caused_by(
+        causation_id,
+        producer=SERVICE,
+        order_id=order_id,
+        reason=reason,
+        waited_seconds=round(waited_seconds, 3),
+    )
+    return cancelled, saga_failed(
+        order_id, order_status=OrderStatus.PENDING, cause=reason, causation_id=causation_id
     )
 
 

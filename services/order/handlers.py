@@ -146,26 +146,19 @@ _FAILED_STEP_KINDS: dict[str, tuple[str, str]] = {
 
 
 async def _record(uow: UnitOfWork, event: TransactionEvent) -> None:
-    if event.transaction_id is None:
-        return
+    # Every event is progress: `updated_at` is what the step timeout measures from.
+    values: dict[str, Any] = {"updated_at": func.now()}
     if isinstance(event, SagaCompensationFailed):
         kind = _FAILED_STEP_KINDS.get(event.step)
     else:
         kind = _KINDS[type(event)]
-    if kind is None:
-        return
-    column, name = kind
-    await uow.connection.execute(
-        update(order_sagas)
-        .where(order_sagas.c.order_id == event.order_id)
-        .values(
-            {
-                column: order_sagas.c[column].op("||")(
-                    func.jsonb_build_object(literal(name), literal(str(event.transaction_id)))
-                ),
-                "updated_at": func.now(),
-            }
+    if kind is not None and event.transaction_id is not None:
+        column, name = kind
+        values[column] = order_sagas.c[column].op("||")(
+            func.jsonb_build_object(literal(name), literal(str(event.transaction_id)))
         )
+    await uow.connection.execute(
+        update(order_sagas).where(order_sagas.c.order_id == event.order_id).values(values)
     )
 
 

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from saga_log import Faults, ServiceRuntime
 from saga_log.docs import asyncapi_app
 from saga_log.service import serve
-from services.order import api, subscribers, tables
+from services.order import api, deadlines, subscribers, tables
 from services.order.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,6 +27,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
         migrations=MIGRATIONS,
         subscriptions=subscribers.subscriptions(settings.fault_plan()),
         routes=api.routes,
+        background=[deadlines.watch_deadlines],
     )
 
 

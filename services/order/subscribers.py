@@ -10,6 +10,7 @@ from contracts import (
     OrderRejected,
     OrderStatusUpdated,
     OrderSucceeded,
+    SagaCancelled,
     SagaCompensationFailed,
     consumer,
 )
@@ -42,6 +43,7 @@ PUBLISHES = (
     OrderFailed,
     OrderRejected,
     OrderStatusUpdated,
+    SagaCancelled,
     MessageParked,
 )
 

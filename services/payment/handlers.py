@@ -1,23 +1,38 @@
-"""One function per message the payment service reacts to (see services.order.handlers)."""
+"""One function per message the payment service reacts to (see services.order.handlers).
+
+Each takes the saga's lock first, so that a cancellation and a late event of the same saga,
+handled at the same moment in two processes, run one after the other.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts import InventoryReleased, OrderCreated, PaymentDebitFailed
+from contracts import InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
 from saga_log import Faults, UnitOfWork
+from saga_log.cancellation import is_cancelled, mark_cancelled
 from services.payment import domain
-from services.payment.tables import payments
+from services.payment.tables import cancelled_sagas, payments
+
+log = logging.getLogger(__name__)
 
 
 async def debit_payment(
     uow: UnitOfWork, event: OrderCreated, message_id: str, *, faults: Faults
 ) -> None:
-    """ProcessPayment: debit the order's total."""
+    """ProcessPayment: debit the order's total (never for a cancelled saga)."""
+    await uow.lock_saga(event.order_id)
+    if await is_cancelled(uow, cancelled_sagas, event.order_id):
+        log.warning(
+            "OrderCreated after the saga was cancelled: not debited",
+            extra={"order_id": event.order_id},
+        )
+        return
     payment, outcome = domain.debit(event, now=datetime.now(UTC), faults=faults)
     await _write(uow, payment)
     uow.publish(outcome)
@@ -31,17 +46,10 @@ async def refund_payment(
     faults: Faults,
 ) -> None:
     """ProcessRefund, the compensation of ProcessPayment: credit back the stored Debit."""
+    await uow.lock_saga(event.order_id)
     cause = event.error if isinstance(event, PaymentDebitFailed) else event.cause
-    row = (
-        await uow.connection.execute(
-            select(payments).where(
-                payments.c.order_id == event.order_id, payments.c.payment_type == domain.DEBIT
-            )
-        )
-    ).first()
-    stored = domain.Payment(**row._mapping) if row is not None else None
     credit, outcome = domain.refund(
-        stored,
+        await _debit_of(uow, event.order_id),
         order_id=event.order_id,
         cause=cause,
         causation_id=message_id,
@@ -51,6 +59,34 @@ async def refund_payment(
     if credit is not None:
         await _write(uow, credit)
     uow.publish(outcome)
+
+
+async def cancel_payment(uow: UnitOfWork, event: SagaCancelled, message_id: str) -> None:
+    """The saga was cancelled: refund its Debit if there is one, and apply no later Debit."""
+    await uow.lock_saga(event.order_id)
+    await mark_cancelled(uow, cancelled_sagas, event.order_id, event.reason)
+    credit, outcome = domain.refund(
+        await _debit_of(uow, event.order_id),
+        order_id=event.order_id,
+        cause=f"SagaCancelled: {event.reason}",
+        causation_id=message_id,
+        now=datetime.now(UTC),
+        faults=domain.NO_FAULTS,
+    )
+    if credit is not None:
+        await _write(uow, credit)
+        uow.publish(outcome)
+
+
+async def _debit_of(uow: UnitOfWork, order_id: str) -> domain.Payment | None:
+    row = (
+        await uow.connection.execute(
+            select(payments).where(
+                payments.c.order_id == order_id, payments.c.payment_type == domain.DEBIT
+            )
+        )
+    ).first()
+    return domain.Payment(**row._mapping) if row is not None else None
 
 
 async def _write(uow: UnitOfWork, payment: domain.Payment) -> None:

@@ -22,6 +22,7 @@ def subscriptions(faults: Faults) -> list[Subscription]:
         Subscription(
             consumer("payment", "refund_payment"), partial(handlers.refund_payment, faults=faults)
         ),
+        Subscription(consumer("payment", "cancel_payment"), handlers.cancel_payment),
     ]
 
 

@@ -4,6 +4,7 @@ from sqlalchemy import Column, DateTime, Index, MetaData, Numeric, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 
 from saga_log import add_runtime_tables
+from saga_log.cancellation import add_cancellation_table
 
 metadata = MetaData()
 
@@ -18,5 +19,7 @@ payments = Table(
     Column("transaction_date", DateTime(timezone=True), nullable=False),
     Index("payments_order", "order_id", "payment_type"),
 )
+
+cancelled_sagas = add_cancellation_table(metadata)
 
 outbox, inbox = add_runtime_tables(metadata)

@@ -63,11 +63,15 @@
     InventoryReleased: ["ReleaseInventory", "ProcessRefund"],
     PaymentRefunded: ["ProcessRefund", "UpdateOrderStatus"],
     OrderFailed: ["UpdateOrderStatus"],
+    OrderStatusUpdated: ["UpdateOrderStatus"],
+    OrderRejected: ["ProcessOrder"],
   };
   /** Fields worth a glance in an event's one-line summary, in this order. */
   const SUMMARY_FIELDS = [
     "step",
     "error",
+    "reason",
+    "fields",
     "cause",
     "amount",
     "order_status",
@@ -75,9 +79,10 @@
     "compensation_error",
     "queue",
     "attempts",
+    "waited_seconds",
     "transaction_id",
   ];
-  const ERROR_FIELDS = new Set(["error", "cause", "compensation_error"]);
+  const ERROR_FIELDS = new Set(["error", "reason", "cause", "compensation_error"]);
 
   // --- small DOM helpers ------------------------------------------------------------
 
@@ -462,7 +467,9 @@
   function route() {
     const next = parseRoute();
     const sameSaga =
-      currentView && currentView.route.view === "saga" && next.view === "saga" &&
+      currentView &&
+      currentView.route.view === "saga" &&
+      next.view === "saga" &&
       currentView.route.id === next.id;
     if (sameSaga) return;
     if (currentView && currentView.route.view === "list" && next.view === "list") {
@@ -504,7 +511,8 @@
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     const typing =
-      target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+      target instanceof HTMLInputElement ||
+      target instanceof HTMLTextAreaElement ||
       (target instanceof HTMLElement && target.isContentEditable);
     if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
       event.preventDefault();
@@ -564,7 +572,11 @@
       ),
       tbody,
     );
-    const pageInfo = h("span", { class: "page-info", "data-testid": "page-info", "aria-live": "polite" });
+    const pageInfo = h("span", {
+      class: "page-info",
+      "data-testid": "page-info",
+      "aria-live": "polite",
+    });
     const prev = h("button", {
       type: "button",
       class: "button",
@@ -645,11 +657,17 @@
       const sagas = Array.isArray(data.sagas) ? data.sagas : [];
       const firstRender = seen === null;
       if (firstRender) seen = new Set();
-      reconcile(tbody, sagas, (saga) => saga.saga_id, createRow, (row, saga, _i, fresh) => {
-        updateRow(row, saga);
-        if (fresh && !firstRender && !seen.has(saga.saga_id)) row.classList.add("flash");
-        seen.add(saga.saga_id);
-      });
+      reconcile(
+        tbody,
+        sagas,
+        (saga) => saga.saga_id,
+        createRow,
+        (row, saga, _i, fresh) => {
+          updateRow(row, saga);
+          if (fresh && !firstRender && !seen.has(saga.saga_id)) row.classList.add("flash");
+          seen.add(saga.saga_id);
+        },
+      );
 
       const r = view.route;
       const total = Number(data.total ?? 0);
@@ -706,21 +724,47 @@
       }
       setText(stepCell, saga.current_step || "—");
       stepCell.classList.toggle("muted", !saga.current_step);
-      startedCell.textContent = "";
-      startedCell.append(
-        h("time", { datetime: saga.started_at || "", title: saga.started_at || "", text: fmtDateTime(saga.started_at) }),
-        h("span", { class: "ago", text: fmtAgo(saga.started_at) }),
-      );
+      if (startedCell.dataset.at !== String(saga.started_at)) {
+        startedCell.dataset.at = String(saga.started_at);
+        startedCell.replaceChildren(
+          h("time", {
+            datetime: saga.started_at || "",
+            title: saga.started_at || "",
+            text: fmtDateTime(saga.started_at),
+          }),
+          h("span", { class: "ago" }),
+        );
+      }
+      setText(startedCell.lastChild, fmtAgo(saga.started_at));
       setText(durationCell, fmtDuration(saga.duration_ms));
       setText(eventsCell, saga.event_count ?? "—");
-      causeCell.textContent = "";
-      if (saga.attention) {
-        causeCell.append(h("span", { class: "attention-text", "data-testid": "row-attention" }, h("span", { "aria-hidden": "true", text: "⚠ " }), saga.attention));
+      const causeKey = JSON.stringify([saga.attention, saga.cause]);
+      if (causeCell.dataset.key !== causeKey) {
+        causeCell.dataset.key = causeKey;
+        causeCell.replaceChildren();
+        if (saga.attention) {
+          causeCell.append(
+            h(
+              "span",
+              { class: "attention-text", "data-testid": "row-attention" },
+              h("span", { "aria-hidden": "true", text: "⚠ " }),
+              saga.attention,
+            ),
+          );
+        }
+        if (saga.cause) {
+          causeCell.append(
+            h(
+              "span",
+              { class: "cause-text", "data-testid": "row-cause" },
+              h("span", { class: "cause-label", text: "cause " }),
+              saga.cause,
+            ),
+          );
+        }
+        if (!saga.attention && !saga.cause)
+          causeCell.append(h("span", { class: "muted", text: "—" }));
       }
-      if (saga.cause) {
-        causeCell.append(h("span", { class: "cause-text", "data-testid": "row-cause" }, h("span", { class: "cause-label", text: "cause " }), saga.cause));
-      }
-      if (!saga.attention && !saga.cause) causeCell.append(h("span", { class: "muted", text: "—" }));
     }
 
     return view;
@@ -754,7 +798,11 @@
       role: "note",
       hidden: true,
     });
-    const cause = h("div", { class: "callout callout-cause", "data-testid": "saga-cause", hidden: true });
+    const cause = h("div", {
+      class: "callout callout-cause",
+      "data-testid": "saga-cause",
+      hidden: true,
+    });
     const notFound = h(
       "div",
       { class: "notice", "data-testid": "saga-not-found", hidden: true },
@@ -926,7 +974,14 @@
           cause.dataset.text = key;
           cause.textContent = "";
           for (const [label, value] of parts) {
-            cause.append(h("span", { class: "cause-item" }, h("span", { class: "cause-label", text: `${label} ` }), h("code", { text: value })));
+            cause.append(
+              h(
+                "span",
+                { class: "cause-item" },
+                h("span", { class: "cause-label", text: `${label} ` }),
+                h("code", { text: value }),
+              ),
+            );
           }
         }
       }
@@ -955,16 +1010,34 @@
     function renderMeta(saga) {
       const rows = [
         ["Current step", saga.current_step || "—"],
-        ["Started", saga.started_at ? `${fmtDateTime(saga.started_at)} (${fmtAgo(saga.started_at)})` : "—"],
-        ["Ended", saga.ended_at ? fmtDateTime(saga.ended_at) : saga.status === "running" ? "not yet" : "—"],
+        [
+          "Started",
+          saga.started_at ? `${fmtDateTime(saga.started_at)} (${fmtAgo(saga.started_at)})` : "—",
+        ],
+        [
+          "Ended",
+          saga.ended_at ? fmtDateTime(saga.ended_at) : saga.status === "running" ? "not yet" : "—",
+        ],
         ["Duration", fmtDuration(saga.duration_ms)],
-        ["Last event", saga.last_event_at ? `${fmtClock(saga.last_event_at, true)} (${fmtAgo(saga.last_event_at)})` : "—"],
+        [
+          "Last event",
+          saga.last_event_at
+            ? `${fmtClock(saga.last_event_at, true)} (${fmtAgo(saga.last_event_at)})`
+            : "—",
+        ],
         ["Events", saga.event_count ?? "—"],
       ];
       if (meta.children.length !== rows.length) {
         meta.textContent = "";
         for (const [label] of rows) {
-          meta.append(h("div", { class: "meta-item" }, h("dt", { text: label }), h("dd", { "data-testid": `meta-${label.toLowerCase().replace(/\s+/g, "-")}` })));
+          meta.append(
+            h(
+              "div",
+              { class: "meta-item" },
+              h("dt", { text: label }),
+              h("dd", { "data-testid": `meta-${label.toLowerCase().replace(/\s+/g, "-")}` }),
+            ),
+          );
         }
       }
       rows.forEach(([, value], i) => setText(meta.children[i].lastChild, value));
@@ -973,7 +1046,10 @@
     function createEvent(event, typeById) {
       const payload = event.payload && typeof event.payload === "object" ? event.payload : {};
       const steps = new Set(EVENT_STEPS[event.type] || []);
-      if ((event.type === "SagaCompensationFailed" || event.type === "MessageParked") && payload.step) {
+      if (
+        (event.type === "SagaCompensationFailed" || event.type === "MessageParked") &&
+        payload.step
+      ) {
         steps.add(String(payload.step));
       }
       const tone = eventTone(event.type);
@@ -992,7 +1068,8 @@
             ? null
             : h("span", {
                 class: "event-recv",
-                title: "This message has no occurred_at: it is dated when the recorder received it.",
+                title:
+                  "This message has no occurred_at: it is dated when the recorder received it.",
                 text: "received",
               }),
         ),
@@ -1003,7 +1080,11 @@
             "span",
             { class: "event-head" },
             h("span", { class: "event-type" }, camelBreaks(event.type || "(no type)")),
-            h("span", { class: "producer", "data-producer": event.producer || "", text: event.producer || "?" }),
+            h("span", {
+              class: "producer",
+              "data-producer": event.producer || "",
+              text: event.producer || "?",
+            }),
           ),
           h(
             "span",
@@ -1023,7 +1104,17 @@
       );
       const facts = h("dl", { class: "event-facts" });
       const fact = (label, value, extra) => {
-        facts.append(h("dt", { text: label }), h("dd", {}, value === null || value === undefined ? h("span", { class: "muted", text: "—" }) : h("code", { text: String(value) }), extra || null));
+        facts.append(
+          h("dt", { text: label }),
+          h(
+            "dd",
+            {},
+            value === null || value === undefined
+              ? h("span", { class: "muted", text: "—" })
+              : h("code", { text: String(value) }),
+            extra || null,
+          ),
+        );
       };
       fact("message_id", event.message_id);
       const causeType = event.causation_id ? typeById.get(event.causation_id) : null;
@@ -1105,7 +1196,8 @@
     const ordered = [];
     while (remaining.length) {
       let index = remaining.findIndex(
-        (event) => !event.causation_id || !ids.has(event.causation_id) || placed.has(event.causation_id),
+        (event) =>
+          !event.causation_id || !ids.has(event.causation_id) || placed.has(event.causation_id),
       );
       if (index < 0) index = 0;
       const [event] = remaining.splice(index, 1);
@@ -1117,8 +1209,9 @@
 
   function eventTone(type) {
     if (type === "OrderSucceeded") return "success";
-    if (type === "OrderFailed") return "terminal-failed";
+    if (type === "OrderFailed" || type === "OrderRejected") return "terminal-failed";
     if (type === "SagaCompensationFailed" || type === "MessageParked") return "attention";
+    if (type === "SagaCancelled") return "failed";
     if (/Failed$/.test(type || "")) return "failed";
     return "normal";
   }
@@ -1133,7 +1226,10 @@
       const value = payload[key];
       if (value === undefined || value === null || value === "") continue;
       if (key === "attempts" && Number(value) <= 1) continue;
-      parts.push([key, key === "transaction_id" ? shortId(value) : value]);
+      if (Array.isArray(value)) {
+        if (value.length) parts.push([key, value.join(", ")]);
+      } else if (typeof value === "object") continue;
+      else parts.push([key, key === "transaction_id" ? shortId(value) : value]);
     }
     return parts;
   }
@@ -1143,7 +1239,12 @@
       "ul",
       { class: "legend", "aria-label": "Step colours" },
       Object.keys(STEP_LABEL).map((status) =>
-        h("li", { "data-status": status }, h("span", { class: "legend-swatch", "aria-hidden": "true" }), STEP_LABEL[status]),
+        h(
+          "li",
+          { "data-status": status },
+          h("span", { class: "legend-swatch", "aria-hidden": "true" }),
+          STEP_LABEL[status],
+        ),
       ),
     );
   }
@@ -1169,7 +1270,12 @@
    * Each compensation sits beneath the forward step it undoes.
    */
   function buildFlow(onSelect) {
-    const grid = h("div", { class: "flow", "data-testid": "flow", role: "group", "aria-label": "Saga flow" });
+    const grid = h("div", {
+      class: "flow",
+      "data-testid": "flow",
+      role: "group",
+      "aria-label": "Saga flow",
+    });
     const boxes = {};
     const edges = {};
 
@@ -1180,14 +1286,27 @@
       return el;
     };
     const terminal = (key, label, col, row) => {
-      const el = h("div", { class: `terminal terminal-${key}`, "data-testid": `terminal-${key}`, "data-reached": "false" }, h("span", { class: "terminal-label", text: label }));
+      const el = h(
+        "div",
+        {
+          class: `terminal terminal-${key}`,
+          "data-testid": `terminal-${key}`,
+          "data-reached": "false",
+        },
+        h("span", { class: "terminal-label", text: label }),
+      );
       boxes[`terminal-${key}`] = el;
       return place(el, col, row);
     };
     const edge = (key, direction, col, row, label) => {
       const el = h(
         "div",
-        { class: `edge edge-${direction}`, "data-edge": key, "data-taken": "false", "aria-hidden": "true" },
+        {
+          class: `edge edge-${direction}`,
+          "data-edge": key,
+          "data-taken": "false",
+          "aria-hidden": "true",
+        },
         h("span", { class: "edge-line" }),
         label ? h("span", { class: "edge-label", text: label }) : null,
       );
@@ -1266,31 +1385,54 @@
           setAttr(box, "data-status", status);
           setText(box.querySelector(".step-icon"), STEP_ICON[status] || "?");
           setText(box.querySelector(".step-status"), STEP_LABEL[status] || status);
-          const duration = s.duration_ms !== null && s.duration_ms !== undefined ? fmtDuration(s.duration_ms) : "";
+          const duration =
+            s.duration_ms !== null && s.duration_ms !== undefined ? fmtDuration(s.duration_ms) : "";
           setText(box.querySelector(".step-duration"), duration);
           const err = box.querySelector(".step-error");
           if (err.dataset.text !== (s.error || "")) {
             err.dataset.text = s.error || "";
             err.replaceChildren(...camelBreaks(s.error || ""));
+            setAttr(err, "title", s.error || null);
           }
           err.hidden = !s.error;
-          const label = [name, STEP_LABEL[status] || status, duration, s.error ? `error ${s.error}` : ""].filter(Boolean).join(", ");
+          const label = [
+            name,
+            STEP_LABEL[status] || status,
+            duration,
+            s.error ? `error ${s.error}` : "",
+          ]
+            .filter(Boolean)
+            .join(", ");
           setAttr(box, "aria-label", `${label}. Select to pick out its events.`);
-          setAttr(box, "title", s.started_at ? `started ${s.started_at}${s.ended_at ? `\nended ${s.ended_at}` : ""}` : "not started");
+          setAttr(
+            box,
+            "title",
+            s.started_at
+              ? `started ${s.started_at}${s.ended_at ? `\nended ${s.ended_at}` : ""}`
+              : "not started",
+          );
         }
         const st = (name) => (steps[name] && steps[name].status) || "pending";
         const started = (name) => st(name) !== "pending";
         const taken = {
           "start-ProcessOrder": started("ProcessOrder") || saga.event_count > 0,
-          "ProcessOrder-ProcessPayment": st("ProcessOrder") === "succeeded" && started("ProcessPayment"),
-          "ProcessPayment-ReserveInventory": st("ProcessPayment") === "succeeded" && started("ReserveInventory"),
+          "ProcessOrder-ProcessPayment":
+            st("ProcessOrder") === "succeeded" && started("ProcessPayment"),
+          "ProcessPayment-ReserveInventory":
+            st("ProcessPayment") === "succeeded" && started("ReserveInventory"),
           "ReserveInventory-succeeded": saga.status === "succeeded",
-          "ProcessOrder-UpdateOrderStatus": st("ProcessOrder") === "failed" && started("UpdateOrderStatus"),
-          "ProcessPayment-ProcessRefund": st("ProcessPayment") === "failed" && started("ProcessRefund"),
-          "ReserveInventory-ReleaseInventory": st("ReserveInventory") === "failed" && started("ReleaseInventory"),
-          "ReleaseInventory-ProcessRefund": st("ReleaseInventory") === "succeeded" && started("ProcessRefund"),
-          "ProcessRefund-UpdateOrderStatus": st("ProcessRefund") === "succeeded" && started("UpdateOrderStatus"),
-          "UpdateOrderStatus-failed": saga.status === "failed" && st("UpdateOrderStatus") === "succeeded",
+          "ProcessOrder-UpdateOrderStatus":
+            st("ProcessOrder") === "failed" && started("UpdateOrderStatus"),
+          "ProcessPayment-ProcessRefund":
+            st("ProcessPayment") === "failed" && started("ProcessRefund"),
+          "ReserveInventory-ReleaseInventory":
+            st("ReserveInventory") === "failed" && started("ReleaseInventory"),
+          "ReleaseInventory-ProcessRefund":
+            st("ReleaseInventory") === "succeeded" && started("ProcessRefund"),
+          "ProcessRefund-UpdateOrderStatus":
+            st("ProcessRefund") === "succeeded" && started("UpdateOrderStatus"),
+          "UpdateOrderStatus-failed":
+            saga.status === "failed" && st("UpdateOrderStatus") === "succeeded",
         };
         for (const [key, el] of Object.entries(edges)) {
           const target = key.split("-")[1];

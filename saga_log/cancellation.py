@@ -1,0 +1,35 @@
+"""What every service that takes part in a saga keeps of its cancellation: one row per
+cancelled saga, checked under the saga's lock before a forward step is applied."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from saga_log.db import UnitOfWork
+
+
+def add_cancellation_table(metadata: MetaData) -> Table:
+    return Table(
+        "cancelled_sagas",
+        metadata,
+        Column("order_id", String(64), primary_key=True),
+        Column("reason", String(128), nullable=False),
+        Column("cancelled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+async def mark_cancelled(uow: UnitOfWork, table: Table, order_id: str, reason: str) -> None:
+    """Remember the cancellation (call with the saga's lock held)."""
+    await uow.connection.execute(
+        insert(table).values(order_id=order_id, reason=reason).on_conflict_do_nothing()
+    )
+
+
+async def is_cancelled(uow: UnitOfWork, table: Table, order_id: str) -> bool:
+    """Was the saga cancelled? (call with the saga's lock held, so the answer stays true
+    for the rest of the transaction)."""
+    found = await uow.connection.scalar(
+        select(table.c.order_id).where(table.c.order_id == order_id)
+    )
+    return found is not None
