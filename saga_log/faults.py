@@ -61,7 +61,8 @@ class FaultPlan(BaseModel):
 
     - `transient`: {"<queue>": N} makes the first N attempts of every message on that work
       queue fail with a transient error (so it is retried, or parked past the budget);
-    - `delay`: {"<queue>": seconds} waits that long before handling each message;
+    - `delay`: {"<queue>": seconds or [low, high]} waits that long (or a random time in
+      the range) before handling each message;
     - `crash`: [{"at": POINT, "queue": "<queue>" or null, "probability": p}] kills the
       process at POINT: `before_commit`, `after_commit` (committed, not yet acked, outbox
       not yet relayed) or `relay_after_publish` (published, not yet stamped).
@@ -70,7 +71,7 @@ class FaultPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     transient: dict[str, int] = {}
-    delay: dict[str, float] = {}
+    delay: dict[str, float | tuple[float, float]] = {}
     crash: list[dict[str, Any]] = []
 
     @classmethod
@@ -85,7 +86,8 @@ class FaultPlan(BaseModel):
     async def before_handling(self, queue: str, attempt: int) -> None:
         """Called before a handler runs; `attempt` counts retries so far (0 the first time)."""
         if seconds := self.delay.get(queue):
-            await asyncio.sleep(seconds)
+            low, high = seconds if isinstance(seconds, tuple) else (seconds, seconds)
+            await asyncio.sleep(random.uniform(low, high))
         if attempt < self.transient.get(queue, 0):
             raise InjectedFault(f"fault plan: attempt {attempt + 1} of {queue} fails")
 

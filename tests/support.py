@@ -241,20 +241,32 @@ class Stack:
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
-    def start(self, service: str, *, timeout: float = 60.0) -> None:
-        env = {**os.environ, **self.env}
-        env[f"{ENV_PREFIX[service]}_HTTP_PORT"] = str(self.ports[service])
-        self.logs[service] = ARTIFACTS / f"{service}-{self.ports[service]}.log"
-        self.logs[service].parent.mkdir(exist_ok=True)
-        log = self.logs[service].open("ab")
-        self.processes[service] = subprocess.Popen(
+    def start(
+        self, service: str, *, name: str | None = None, timeout: float = 60.0, **env_extra: str
+    ) -> None:
+        """Start `service` as a process called `name` (a second replica needs a new name)."""
+        name = name or service
+        self.ports.setdefault(name, free_port())
+        env = {**os.environ, **self.env, **env_extra}
+        env[f"{ENV_PREFIX[service]}_HTTP_PORT"] = str(self.ports[name])
+        self.logs[name] = ARTIFACTS / f"{name}-{self.ports[name]}.log"
+        self.logs[name].parent.mkdir(exist_ok=True)
+        log = self.logs[name].open("ab")
+        self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", MODULES[service]], env=env, stdout=log, stderr=log, cwd=ROOT
         )
         deadline = time.monotonic() + timeout
-        while self.health(service) is None:
-            if self.processes[service].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{service} did not start:\n{self.tail(service)}")
+        while self.health(name) is None:
+            if self.processes[name].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{self.tail(name)}")
             time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no clean-up, no ack, no graceful shutdown."""
+        process = self.processes.pop(name, None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def stop(self, service: str) -> None:
         process = self.processes.pop(service, None)
