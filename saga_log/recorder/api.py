@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from saga_log.recorder.state import STATUSES
+from saga_log.recorder.state import STATUSES, in_order
 from saga_log.recorder.tables import saga_events, sagas
 
 WEB = Path(__file__).parent / "web"
@@ -110,7 +110,8 @@ async def get_saga(request: Request) -> JSONResponse:
             )
         ).all()
     saga = {**row._mapping["state"], **_summary(row._mapping)}
-    return JSONResponse({"saga": saga, "timeline": [_event(e._mapping) for e in events]})
+    timeline = in_order(dict(e._mapping) for e in events)
+    return JSONResponse({"saga": saga, "timeline": [_event(e) for e in timeline]})
 
 
 def _summary(row: Any) -> dict[str, Any]:

@@ -99,10 +99,31 @@ def event_time(event: Mapping[str, Any]) -> datetime:
     return received
 
 
+def in_order(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Events in the order they happened. The order JSON has no time of its own and may be
+    received after the events it caused: it counts as happening no later than they did."""
+    events = list(events)
+    earliest = _earliest(events)
+    return sorted(events, key=lambda e: (_when(e, earliest), e.get("occurred_at") is not None))
+
+
+def _earliest(events: list[Mapping[str, Any]]) -> datetime | None:
+    timed = [event_time(e) for e in events if e.get("occurred_at") is not None]
+    return min(timed) if timed else None
+
+
+def _when(event: Mapping[str, Any], earliest: datetime | None) -> datetime:
+    at = event_time(event)
+    if event.get("occurred_at") is None and earliest is not None:
+        return min(at, earliest)
+    return at
+
+
 def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     """The state of saga `saga_id` after `events` (each with type, payload, occurred_at or
     received_at), whatever order they arrive in."""
-    ordered = sorted(events, key=event_time)
+    ordered = in_order(events)
+    earliest = _earliest(ordered)
     steps: dict[str, StepState] = {str(name): StepState(str(name), "forward") for name in FORWARD}
     steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATIONS})
     saga = SagaState(saga_id=saga_id, event_count=len(ordered))
@@ -111,7 +132,7 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     for event in ordered:
         kind = str(event.get("type"))
         payload: Mapping[str, Any] = event.get("payload") or {}
-        at = event_time(event)
+        at = _when(event, earliest)
         saga.started_at = saga.started_at or at
         saga.last_event_at = at
         for action, name in _TRANSITIONS.get(kind, ()):
