@@ -303,10 +303,10 @@ class SagaMessage(BaseModel):
     routing_key: ClassVar[str] = "#"
 
     order_id: OrderId
-    type: str = "PlaceOrder"
-    message_id: str | None = None
-    causation_id: str | None = None
-    producer: str | None = None
+    type: Annotated[str, Field(min_length=1, max_length=128)] = "PlaceOrder"
+    message_id: Annotated[str, Field(max_length=255)] | None = None
+    causation_id: Annotated[str, Field(max_length=255)] | None = None
+    producer: Annotated[str, Field(max_length=64)] | None = None
     occurred_at: datetime | None = None
 
     def inbox_key(self) -> str:

@@ -32,7 +32,7 @@ sagas = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("last_event_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
-    Column("cause", String(128)),
+    Column("cause", Text),
     Column("attention", Text),
     Column("event_count", Integer, nullable=False),
     Column("state", JSONB, nullable=False),

@@ -1,7 +1,7 @@
 """The order service's database: the sample's `orders` table, what it knows of each saga,
 and the runtime's outbox and inbox."""
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func, text
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from saga_log import add_runtime_tables
@@ -24,9 +24,9 @@ order_sagas = Table(
     metadata,
     Column("order_id", String(64), primary_key=True),
     Column("outcome", String(32), nullable=False),
-    Column("cause", String(64)),
-    Column("failed_compensation", String(64)),
-    Column("compensation_error", String(64)),
+    Column("cause", Text),
+    Column("failed_compensation", Text),
+    Column("compensation_error", Text),
     Column("payment_transactions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("inventory_transactions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -189,3 +189,43 @@ async def test_an_invalid_order_is_rejected_naming_the_field_and_others_complete
         [bad_id, no_items],
     )
     assert orders == []
+
+
+async def test_a_compensation_that_keeps_failing_is_retried_then_reported_then_redriven(
+    stack: Stack,
+) -> None:
+    # ProcessRefund's database calls fail on every attempt (a fault plan standing in for an
+    # outage): retried with backoff, then parked and reported with the attempts made.
+    plan = json.dumps({"transient": {"payment.refund_payment": 99}})
+    stack.env["SAGA_FAULTS"] = "seed"
+    for service in ("order", "payment", "inventory"):
+        stack.stop(service)
+    stack.start("order")
+    stack.start("inventory")
+    stack.start("payment", SAGA_FAULT_PLAN=plan, SAGA_RETRY_BUDGETS='{"payment.refund_payment": 2}')
+    async with SagaWatcher(stack.amqp_url) as watcher:
+        order_id = fresh_order_id("2")
+        await watcher.place(sample_order("2", order_id=order_id))
+        events = await watcher.wait(order_id, timeout=30)
+    failed = [e for e in events if e["type"] == "SagaCompensationFailed"]
+    assert len(failed) == 1
+    assert (failed[0]["step"], failed[0]["attempts"]) == ("ProcessRefund", 3)
+    assert "fault plan" in failed[0]["error"]
+    assert events[-1]["type"] == "OrderFailed"
+    assert events[-1]["compensation_error"] == failed[0]["error"]
+    health = stack.health("payment")
+    assert health and health["consumers"]["payment.refund_payment"]["retried"] == 2
+    (parked,) = [m for m in await list_held(stack.amqp_url, PARKED) if m.order_id == order_id]
+    assert parked.attempts == 2
+
+    # The outage is over: the refund is redriven and the saga finishes its compensations.
+    stack.stop("payment")
+    stack.start("payment")
+    assert cli(stack, "redrive", "--order-id", order_id).returncode == 0
+
+    async def refunded() -> dict:
+        state = await order_state(stack, order_id)
+        return state if state["order_status"] == "Pending" else {}
+
+    state = await eventually(refunded)
+    assert sorted(state["payment_transactions"]) == ["Credit", "Debit"]

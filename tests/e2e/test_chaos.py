@@ -1,0 +1,732 @@
+"""Chaos: several hundred sagas at once while service processes are SIGKILLed and started
+again, processes crash by themselves at the dangerous points (fault plan), the broker
+restarts and PostgreSQL drops every connection. Afterwards every saga has concluded as
+its scenario says, nothing was lost and nothing was done twice.
+
+The broker is a RabbitMQ container of this test's own (it is restarted, so it is never
+the machine's); PostgreSQL is the local one, with fresh databases. Needs a Docker engine:
+without one the test is skipped, with the reason.
+
+Tuning, from the environment:
+
+- `CHAOS_SAGAS` (300): sagas placed, a seeded random mix of the seven scenarios;
+- `CHAOS_SECONDS` (40): how long the chaos lasts; the orders are placed during its first
+  two thirds, so that every kind of chaos meets sagas in flight;
+- `CHAOS_SETTLE_SECONDS` (120): how long the sagas may take to conclude afterwards;
+- `CHAOS_SEED` (random, printed): replays a run's scenario mix and chaos choices;
+- `CHAOS_CRASH_PROBABILITY` (0.01): the fault plan's chance to crash at each point.
+
+The figures are printed and written to `test-artifacts/chaos.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import aio_pika
+import aiormq
+import asyncpg
+import pytest
+
+from contracts import CONSUMERS, EXCHANGE, RETRY_TIERS, PlaceOrder
+from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
+from saga_log.client import TERMINAL_TYPES
+from saga_log.operator import DEAD, PARKED, list_held
+from tests.e2e.test_containers import docker_engine_problem
+from tests.support import ARTIFACTS, Stack, drop_databases, fetch, make_stack
+
+pytestmark = pytest.mark.docker
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+SAGAS = int(_env("CHAOS_SAGAS", 300))
+CHAOS_SECONDS = _env("CHAOS_SECONDS", 40)
+SETTLE_SECONDS = _env("CHAOS_SETTLE_SECONDS", 120)
+CRASH_PROBABILITY = _env("CHAOS_CRASH_PROBABILITY", 0.01)
+
+#: Every process of the stack, by name, and the service it runs. The second replicas make
+#: two processes of one service compete for the same queues, and so for the same sagas.
+#: The saga history (saga_log) runs too: its queue `saga_log.record` sees every event on
+#: the exchange, so it drains, and its database shows what went over the bus (including
+#: what the runtime publishes directly, not through an outbox).
+PROCESSES = {
+    "order": "order",
+    "payment": "payment",
+    "payment-2": "payment",
+    "inventory": "inventory",
+    "inventory-2": "inventory",
+    "saga_log": "saga_log",
+}
+#: These also crash by themselves, where a crash hurts most: committed but not acked (and
+#: not relayed yet), and published but not stamped as published.
+CRASHING = ("order", "payment-2", "inventory-2")
+CRASH_PLAN = json.dumps(
+    {
+        "crash": [
+            {"at": "after_commit", "probability": CRASH_PROBABILITY},
+            {"at": "relay_after_publish", "probability": CRASH_PROBABILITY},
+        ]
+    }
+)
+#: The exit status of a crash the fault plan asked for (`os._exit(137)`); a process the
+#: test killed with SIGKILL shows -9 instead.
+FAULT_PLAN_EXIT = 137
+
+#: Where the message of a failed compensation waits, by scenario (parked by design: the
+#: chain stops there and an operator redrives it once the cause is fixed).
+PARKED_BY_DESIGN = {
+    "11": "order.update_order_status.parked",
+    "22": "payment.refund_payment.parked",
+    "33": "inventory.release_inventory.parked",
+}
+
+#: A step timeout far longer than any kill or restart: no saga is cancelled by the order
+#: service's deadline watcher during the chaos. So no saga takes the cancellation path, and
+#: no event type may appear twice for one saga in any outbox (see `outbox_duplicates`).
+STEP_TIMEOUT = "120"
+
+WORK_QUEUES = [consumer.queue for consumer in CONSUMERS]
+RETRY_QUEUES = [
+    consumer.retry_queue(tier) for consumer in CONSUMERS for tier in range(1, RETRY_TIERS + 1)
+]
+PARKED_QUEUES = [consumer.parking_queue for consumer in CONSUMERS]
+DEAD_QUEUES = [consumer.dead_letter_queue for consumer in CONSUMERS]
+
+
+@dataclass
+class Figures:
+    """What happened during the run; printed and written to test-artifacts/chaos.json."""
+
+    seed: int
+    sagas: int = 0
+    scenarios: dict[str, int] = field(default_factory=dict)
+    chaos_seconds: float = CHAOS_SECONDS
+    kills: int = 0
+    restarts: int = 0
+    failed_starts: int = 0
+    broker_restarts: int = 0
+    connection_cuts: int = 0
+    connections_terminated: int = 0
+    #: Processes found dead by the fault plan's hand (exit status 137).
+    crashes: int = 0
+    #: Processes found dead for any other reason, by exit status (should stay empty).
+    other_exits: dict[str, int] = field(default_factory=dict)
+    publish_retries: int = 0
+    stuck: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    wrong: int = 0
+    parked: int = 0
+    dead_letters: int = 0
+    elapsed_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    #: Up to 50 examples of every kind of problem found, with the saga it concerns.
+    findings: dict[str, list[str]] = field(default_factory=dict)
+
+    def found(self, kind: str, what: str) -> None:
+        """Note a problem of `kind` (lost, duplicated, wrong, stuck, ...)."""
+        setattr(self, kind, getattr(self, kind) + 1)
+        examples = self.findings.setdefault(kind, [])
+        if len(examples) < 50:
+            examples.append(what)
+
+
+# --- the broker: a container of this test's own ---------------------------------------
+
+
+@dataclass
+class Broker:
+    container: Any
+    amqp_url: str
+
+    async def restart(self, figures: Figures, *, down_seconds: float = 3.0) -> None:
+        """Stop RabbitMQ's application and start it again inside the container: every
+        connection drops, the mapped ports stay, durable queues and persistent messages
+        survive."""
+        wrapped = self.container.get_wrapped_container()
+        for command in ("rabbitmqctl stop_app", "rabbitmqctl start_app"):
+            code, output = await asyncio.to_thread(wrapped.exec_run, command)
+            assert code == 0, f"{command}: {output.decode(errors='replace')}"
+            if command.endswith("stop_app"):
+                await asyncio.sleep(down_seconds)
+        figures.broker_restarts += 1
+        print(f"chaos: broker restarted ({figures.broker_restarts})", flush=True)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    problem = docker_engine_problem()
+    if problem:
+        print(f"chaos test skipped: {problem}")
+        pytest.skip(problem)
+    from testcontainers.community.rabbitmq import RabbitMqContainer
+
+    try:
+        # A context manager, not a reaper: the container goes when the test is done.
+        with RabbitMqContainer("rabbitmq:4-management") as rabbit:
+            yield Broker(
+                rabbit,
+                f"amqp://{rabbit.username}:{rabbit.password}@"
+                f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/",
+            )
+    except Exception as exc:  # the image or the engine failed us, not the code under test
+        if "docker" in type(exc).__module__ or "ContainerStartException" in type(exc).__name__:
+            pytest.fail(f"the RabbitMQ container could not start: {exc}")
+        raise
+
+
+@pytest.fixture
+def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
+    """The stack on the container broker and fresh local databases, not started yet (the
+    test starts it, under its supervisor); stopped and its databases dropped afterwards."""
+    stack = make_stack(
+        broker.amqp_url, pg_server_url, faults="seed", SAGA_STEP_TIMEOUT=STEP_TIMEOUT
+    )
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+        asyncio.run(
+            drop_databases(
+                pg_server_url, [url.rsplit("/", 1)[1] for url in stack.database_urls.values()]
+            )
+        )
+
+
+# --- processes: the supervisor and the monkey -----------------------------------------
+
+
+class Supervisor:
+    """Keeps every process of the stack running: whatever is found dead (killed by the
+    monkey, or crashed by its fault plan) is started again, and counted."""
+
+    def __init__(self, stack: Stack, figures: Figures) -> None:
+        self.stack = stack
+        self.figures = figures
+        #: Names being started right now (the monkey leaves them alone).
+        self.starting: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def env(self, name: str) -> dict[str, str]:
+        return {"SAGA_FAULT_PLAN": CRASH_PLAN} if name in CRASHING else {}
+
+    def running(self) -> list[str]:
+        """The processes up and not being started."""
+        return [
+            name
+            for name, process in self.stack.processes.items()
+            if name not in self.starting and process.poll() is None
+        ]
+
+    async def start_all(self) -> None:
+        """The first start: order first (it is where sagas begin), then the others."""
+        for name in PROCESSES:
+            await asyncio.to_thread(
+                self.stack.start, PROCESSES[name], name=name, timeout=120, **self.env(name)
+            )
+
+    def _note_exit(self, name: str, code: int | None) -> None:
+        if code == FAULT_PLAN_EXIT:
+            self.figures.crashes += 1
+        elif code is not None and code != -9:
+            key = f"{name}:{code}"
+            self.figures.other_exits[key] = self.figures.other_exits.get(key, 0) + 1
+
+    async def _restart(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.stack.start, PROCESSES[name], name=name, timeout=90, **self.env(name)
+            )
+            self.figures.restarts += 1
+        except RuntimeError:
+            # It died while starting (its fault plan, or the broker was down and it gave
+            # up) or never answered: clear it away, the next round starts it again.
+            self.figures.failed_starts += 1
+            process = self.stack.processes.get(name)
+            self._note_exit(name, process.poll() if process else None)
+            self.stack.kill(name)
+        finally:
+            self.starting.discard(name)
+
+    async def run(self) -> None:
+        """Every 0.3 s, start again whatever is not running (until `stop`)."""
+        while not self._stopping:
+            for name in PROCESSES:
+                if name in self.starting:
+                    continue
+                process = self.stack.processes.get(name)
+                if process is not None and process.poll() is None:
+                    continue
+                if process is not None:  # it died by itself
+                    self._note_exit(name, process.returncode)
+                    self.stack.processes.pop(name, None)
+                self.starting.add(name)
+                task = asyncio.create_task(self._restart(name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(0.3)
+
+    async def all_running(self, timeout: float = 120) -> None:
+        """Wait until every process is up (after the chaos, before draining)."""
+        deadline = time.monotonic() + timeout
+        while sorted(self.running()) != sorted(PROCESSES):
+            assert time.monotonic() < deadline, f"processes not all up: {self.running()}"
+            await asyncio.sleep(0.3)
+
+    async def stop(self) -> None:
+        """Stop restarting; wait for the starts under way (they run in threads)."""
+        self._stopping = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def kill_randomly(
+    stack: Stack, supervisor: Supervisor, rng: random.Random, until: float, figures: Figures
+) -> None:
+    """SIGKILL a random running process every second or two until `until`; the supervisor
+    starts it again."""
+    while time.monotonic() < until:
+        await asyncio.sleep(rng.uniform(1.0, 2.0))
+        candidates = sorted(supervisor.running())
+        if candidates:
+            stack.kill(rng.choice(candidates))
+            figures.kills += 1
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+
+async def cut_connections(pg_server_url: str, stack: Stack, figures: Figures) -> None:
+    """Terminate every backend connected to the stack's databases (as a failover would)."""
+    databases = [url.rsplit("/", 1)[1] for url in stack.database_urls.values()]
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        cut = await conn.fetchval(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()",
+            databases,
+        )
+    finally:
+        await conn.close()
+    figures.connection_cuts += 1
+    figures.connections_terminated += int(cut or 0)
+    print(f"chaos: {cut} PostgreSQL connections terminated", flush=True)
+
+
+async def run_chaos_events(
+    broker: Broker, pg_server_url: str, stack: Stack, started: float, figures: Figures
+) -> None:
+    """The one-off events of the chaos window: two broker restarts with a cut of every
+    PostgreSQL connection between them."""
+    for at, event in (
+        (0.3, lambda: broker.restart(figures)),
+        (0.5, lambda: cut_connections(pg_server_url, stack, figures)),
+        (0.7, lambda: broker.restart(figures)),
+    ):
+        await asyncio.sleep(max(0.0, started + at * CHAOS_SECONDS - time.monotonic()))
+        await event()
+
+
+# --- the load -------------------------------------------------------------------------
+
+
+def plan_orders(rng: random.Random, count: int) -> list[tuple[str, str]]:
+    """`count` (order_id, scenario) pairs, the scenarios a seeded random mix."""
+    return [(fresh_order_id(s), s) for s in (rng.choice(SCENARIOS) for _ in range(count))]
+
+
+async def publish_until_confirmed(
+    exchange: aio_pika.abc.AbstractExchange, order: dict[str, Any], figures: Figures
+) -> None:
+    """Publish the order, persistent and confirmed, as often as it takes while the broker
+    restarts (a copy that did arrive is harmless: the same order_id starts one saga)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            confirmation = await exchange.publish(
+                aio_pika.Message(
+                    json.dumps(order).encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="application/json",
+                    message_id=order["order_id"],
+                ),
+                routing_key=PlaceOrder.routing_key,
+                mandatory=True,
+                timeout=10,
+            )
+            if isinstance(confirmation, aiormq.spec.Basic.Ack):
+                return
+            problem = f"not confirmed: {confirmation!r}"
+        except Exception as exc:  # the broker is away: connection, channel or timeout
+            problem = f"{type(exc).__name__}: {exc}"
+        figures.publish_retries += 1
+        assert time.monotonic() < deadline, f"could not place {order['order_id']}: {problem}"
+        await asyncio.sleep(0.5)
+
+
+async def place_orders(
+    amqp_url: str, orders: list[tuple[str, str]], spread: float, figures: Figures
+) -> None:
+    """Place the orders evenly over `spread` seconds, each on its own schedule, so that
+    a slow publish (the broker is restarting) does not hold the others back."""
+    connection = await aio_pika.connect_robust(amqp_url, reconnect_interval=1)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        started = time.monotonic()
+
+        async def place(index: int, order_id: str, scenario: str) -> None:
+            await asyncio.sleep(max(0.0, started + index * spread / len(orders) - time.monotonic()))
+            await publish_until_confirmed(
+                exchange, sample_order(scenario, order_id=order_id), figures
+            )
+
+        await asyncio.gather(*(place(i, o, s) for i, (o, s) in enumerate(orders)))
+
+
+# --- waiting for the end --------------------------------------------------------------
+
+STILL_RUNNING = """
+SELECT p.order_id, o.order_status, s.outcome, s.updated_at
+FROM unnest($1::text[]) AS p(order_id)
+LEFT JOIN orders o ON o.order_id = p.order_id
+LEFT JOIN order_sagas s ON s.order_id = p.order_id
+WHERE s.outcome IS NULL OR s.outcome = 'running'
+ORDER BY p.order_id
+"""
+
+
+async def wait_until_concluded(
+    stack: Stack, order_ids: list[str], timeout: float
+) -> list[asyncpg.Record]:
+    """Poll the order database until no placed order's saga is running (or unknown);
+    returns the ones still running after `timeout` (empty when all concluded). The
+    database, not a watcher: an exclusive watcher queue loses events while the broker
+    restarts."""
+    deadline = time.monotonic() + timeout
+    running: list[asyncpg.Record] = []
+    while True:
+        try:
+            running = await fetch(stack.database_urls["order"], STILL_RUNNING, order_ids)
+        except (OSError, asyncpg.PostgresError):
+            pass  # a connection cut of our own making
+        else:
+            if not running:
+                return []
+        if time.monotonic() > deadline:
+            return running
+        await asyncio.sleep(1)
+
+
+async def queue_counts(amqp_url: str, names: list[str]) -> dict[str, int]:
+    """Ready messages on each queue, by passive declaration (which never creates one)."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        counts = {}
+        for name in names:
+            queue = await channel.declare_queue(name, passive=True)
+            counts[name] = int(queue.declaration_result.message_count or 0)
+        return counts
+
+
+async def unpublished(stack: Stack) -> dict[str, int]:
+    """Outbox rows not yet confirmed by the broker, by service."""
+    counts = {}
+    for name, url in stack.database_urls.items():
+        rows = await fetch(url, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+        counts[name] = int(rows[0]["n"])
+    return {name: n for name, n in counts.items() if n}
+
+
+async def wait_until_quiet(stack: Stack, amqp_url: str, timeout: float) -> dict[str, int]:
+    """Wait until every outbox is published and every work and retry queue is empty, for
+    three polls in a row (a message being handled is unacked, not ready, so one empty
+    poll proves little); returns what was still busy after `timeout` (empty when quiet)."""
+    deadline = time.monotonic() + timeout
+    quiet_polls = 0
+    busy: dict[str, int] = {}
+    while quiet_polls < 3:
+        try:
+            counts = await queue_counts(amqp_url, WORK_QUEUES + RETRY_QUEUES)
+            busy = {q: n for q, n in counts.items() if n}
+            busy.update({f"{s} outbox": n for s, n in (await unpublished(stack)).items()})
+        except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError) as exc:
+            busy = {f"not reachable: {exc!r}": 1}
+        quiet_polls = 0 if busy else quiet_polls + 1
+        if busy and time.monotonic() > deadline:
+            return busy
+        await asyncio.sleep(1)
+    return {}
+
+
+# --- the checks -----------------------------------------------------------------------
+
+
+def order_total(scenario: str) -> Decimal:
+    """What the Debit must be: the sum of qty x unit_price, to the cent."""
+    items = sample_order(scenario)["items"]
+    total = sum(Decimal(str(i["qty"])) * Decimal(str(i["unit_price"])) for i in items)
+    return Decimal(total).quantize(Decimal("0.01"))
+
+
+async def check_order_service(stack: Stack, orders: dict[str, str], figures: Figures) -> None:
+    """Exactly one terminal event per saga in the order service's outbox, of the kind its
+    scenario ends with, and the order's status as the scenario leaves it."""
+    url = stack.database_urls["order"]
+    ids = list(orders)
+    statuses = {
+        r["order_id"]: r["order_status"]
+        for r in await fetch(
+            url, "SELECT order_id, order_status FROM orders WHERE order_id = ANY($1)", ids
+        )
+    }
+    terminals: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in await fetch(
+        url,
+        "SELECT correlation_id, body FROM outbox WHERE message_type = ANY($1)",
+        sorted(TERMINAL_TYPES),
+    ):
+        terminals[row["correlation_id"]].append(json.loads(row["body"]))
+    for order_id, scenario in orders.items():
+        expected = EXPECTED[scenario]
+        ends = terminals.get(order_id, [])
+        if not ends:
+            figures.found("lost", f"{order_id} ({scenario}): no terminal event")
+            continue
+        if len(ends) > 1:
+            figures.found(
+                "duplicated",
+                f"{order_id} ({scenario}): terminal events {[e['type'] for e in ends]}",
+            )
+        end = ends[0]
+        seen = (end["type"], end.get("compensation_error"), statuses.get(order_id))
+        wanted = (expected["terminal"], expected["compensation_error"], expected["order_status"])
+        if seen != wanted or end.get("cause") in ("StepTimedOut", "SagaDeadlineExceeded"):
+            figures.found(
+                "wrong",
+                f"{order_id} ({scenario}): ended (terminal, compensation_error, order_status)"
+                f" = {seen}, cause {end.get('cause')!r}; expected {wanted}",
+            )
+
+
+async def check_payments(stack: Stack, orders: dict[str, str], figures: Figures) -> None:
+    """At most one Debit and one Credit per saga, a Credit only with a Debit and its
+    amount negated, the Debit of the order's total; the types the scenario writes."""
+    found: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in await fetch(
+        stack.database_urls["payment"],
+        "SELECT order_id, payment_type, payment_amount FROM payments",
+    ):
+        found[row["order_id"]].append(row)
+    for order_id in set(found) - set(orders):
+        figures.found("wrong", f"payments for an order never placed: {order_id}")
+    for order_id, scenario in orders.items():
+        rows = found.get(order_id, [])
+        kinds = Counter(r["payment_type"] for r in rows)
+        amounts = {r["payment_type"]: r["payment_amount"] for r in rows}
+        what = f"{order_id} ({scenario}): payments {sorted(kinds.elements())}"
+        if kinds["Debit"] > 1 or kinds["Credit"] > 1:
+            figures.found("duplicated", what)
+        if sorted(kinds) != EXPECTED[scenario]["payments"]:
+            figures.found("wrong", f"{what}, expected {EXPECTED[scenario]['payments']}")
+        if "Debit" in amounts and amounts["Debit"] != order_total(scenario):
+            figures.found("wrong", f"{what}: Debit {amounts['Debit']} != {order_total(scenario)}")
+        if "Credit" in amounts and amounts["Credit"] != -amounts.get("Debit", 0):
+            figures.found("wrong", f"{what}: Credit {amounts['Credit']} is not minus the Debit")
+
+
+async def check_inventory(stack: Stack, orders: dict[str, str], figures: Figures) -> None:
+    """At most one Reserve and one Release per saga, a Release only with a Reserve; the
+    types the scenario writes."""
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in await fetch(
+        stack.database_urls["inventory"], "SELECT order_id, transaction_type FROM inventory"
+    ):
+        found[row["order_id"]][row["transaction_type"]] += 1
+    for order_id in set(found) - set(orders):
+        figures.found("wrong", f"inventory rows for an order never placed: {order_id}")
+    for order_id, scenario in orders.items():
+        kinds = found.get(order_id, Counter())
+        what = f"{order_id} ({scenario}): inventory {sorted(kinds.elements())}"
+        if kinds["Reserve"] > 1 or kinds["Release"] > 1:
+            figures.found("duplicated", what)
+        if kinds["Release"] and not kinds["Reserve"]:
+            figures.found("wrong", f"{what}: a Release without a Reserve")
+        if sorted(kinds) != EXPECTED[scenario]["inventory"]:
+            figures.found("wrong", f"{what}, expected {EXPECTED[scenario]['inventory']}")
+
+
+async def check_outboxes(stack: Stack, orders: dict[str, str], figures: Figures) -> None:
+    """No event was emitted twice: in each service's outbox, at most one row per saga and
+    event type.
+
+    No type is exempt. Only two paths make one saga emit a type twice: a cancellation
+    (SagaCancelled makes payment and inventory emit PaymentRefunded / InventoryReleased,
+    and the order service an OrderFailed, beside the normal path's), and a redriven
+    compensation reaching an ended saga (OrderStatusUpdated). With a step timeout of 120 s
+    no saga is cancelled, and nothing is redriven here; a SagaCancelled is reported too.
+    (Retries and redeliveries re-emit the same message_id, which the outbox's unique key
+    refuses: a handler that ran twice shows as a retry or a parked message, checked by
+    `check_queues`, and on the bus, checked by `check_bus`.)"""
+    for service in ("order", "payment", "inventory"):
+        for row in await fetch(
+            stack.database_urls[service],
+            "SELECT correlation_id, message_type, count(*) AS n FROM outbox"
+            " GROUP BY 1, 2 HAVING count(*) > 1 OR message_type = 'SagaCancelled'",
+        ):
+            saga = f"{row['correlation_id']} ({orders.get(row['correlation_id'], '?')})"
+            if row["message_type"] == "SagaCancelled":
+                figures.found("wrong", f"{saga}: cancelled by the deadline watcher")
+            if row["n"] > 1:
+                figures.found(
+                    "duplicated",
+                    f"{saga}: {row['n']} x {row['message_type']} in {service}'s outbox",
+                )
+
+
+async def check_bus(stack: Stack, orders: dict[str, str], figures: Figures) -> None:
+    """What went over the exchange, as the saga history recorded it (every message once,
+    by message_id): no saga saw one event type twice, none saw a MessageParked (a forward
+    step that spent its retries) or a SagaCancelled, and each saw its terminal event."""
+    events: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in await fetch(
+        stack.database_urls["saga_log"],
+        "SELECT saga_id, type, count(*) AS n FROM saga_events GROUP BY 1, 2",
+    ):
+        events[row["saga_id"]][row["type"]] = row["n"]
+    for order_id, scenario in orders.items():
+        seen = events.get(order_id, Counter())
+        saga = f"{order_id} ({scenario})"
+        twice = {kind: n for kind, n in seen.items() if n > 1}
+        if twice:
+            figures.found("duplicated", f"{saga}: on the bus {twice}")
+        for kind in ("MessageParked", "SagaCancelled", "OrderRejected"):
+            if seen[kind]:
+                figures.found("wrong", f"{saga}: {kind} on the bus")
+        if not seen[EXPECTED[scenario]["terminal"]]:
+            figures.found("wrong", f"{saga}: the history never recorded its terminal event")
+
+
+async def check_queues(broker: Broker, orders: dict[str, str], figures: Figures) -> None:
+    """Nothing left on any queue (the services are stopped: nothing is unacked) but the
+    parked message of each failed compensation (11, 22, 33), one per saga on its queue;
+    no dead letters."""
+    counts = await queue_counts(broker.amqp_url, WORK_QUEUES + RETRY_QUEUES)
+    for queue, n in counts.items():
+        if n:
+            figures.found("wrong", f"{n} messages left on {queue}")
+    parked: Counter[tuple[str | None, str]] = Counter(
+        (held.order_id, held.queue) for held in await list_held(broker.amqp_url, PARKED)
+    )
+    figures.parked = sum(parked.values())
+    for order_id, scenario in orders.items():
+        queue = PARKED_BY_DESIGN.get(scenario)
+        if queue is not None:
+            n = parked.pop((order_id, queue), 0)
+            if n == 0:
+                figures.found("wrong", f"{order_id} ({scenario}): nothing parked on {queue}")
+            elif n > 1:
+                figures.found("duplicated", f"{order_id} ({scenario}): parked {n} x on {queue}")
+    for (order_id, queue), n in parked.items():
+        figures.found(
+            "wrong", f"{order_id} ({orders.get(order_id or '', '?')}): {n} parked on {queue}"
+        )
+    dead = await list_held(broker.amqp_url, DEAD)
+    figures.dead_letters = len(dead)
+    for held in dead:
+        figures.found("wrong", f"dead letter on {held.queue}: {held.order_id} {held.reason}")
+
+
+def report(figures: Figures) -> str:
+    """Print the figures and write them to test-artifacts/chaos.json; returns them as text."""
+    text = json.dumps(asdict(figures), indent=2, default=str)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "chaos.json").write_text(text + "\n")
+    print("chaos figures:\n" + text, flush=True)
+    return text
+
+
+# --- the test -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+async def test_sagas_survive_kills_crashes_broker_restarts_and_cut_connections(
+    broker: Broker, stack: Stack, pg_server_url: str
+) -> None:
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"\nchaos: seed {seed} (CHAOS_SEED={seed} replays the mix)", flush=True)
+    figures = Figures(seed=seed)
+    orders = dict(plan_orders(random.Random(seed), SAGAS))
+    figures.sagas = len(orders)
+    figures.scenarios = dict(sorted(Counter(orders.values()).items()))
+    begun = time.monotonic()
+
+    supervisor = Supervisor(stack, figures)
+    await supervisor.start_all()
+    figures.phases["start"] = round(time.monotonic() - begun, 1)
+
+    # The chaos window: load, kills, crashes, broker restarts and a connection cut at once.
+    started = time.monotonic()
+    supervising = asyncio.create_task(supervisor.run())
+    try:
+        await asyncio.gather(
+            place_orders(broker.amqp_url, list(orders.items()), CHAOS_SECONDS * 2 / 3, figures),
+            kill_randomly(
+                stack, supervisor, random.Random(seed + 1), started + CHAOS_SECONDS, figures
+            ),
+            run_chaos_events(broker, pg_server_url, stack, started, figures),
+        )
+        figures.phases["chaos"] = round(time.monotonic() - started, 1)
+
+        # No more kills; processes still crash by their fault plan and are started again.
+        settling = time.monotonic()
+        await supervisor.all_running()
+        stuck = await wait_until_concluded(stack, list(orders), SETTLE_SECONDS)
+        figures.phases["settle"] = round(time.monotonic() - settling, 1)
+        draining = time.monotonic()
+        busy = await wait_until_quiet(stack, broker.amqp_url, 60) if not stuck else {}
+        figures.phases["drain"] = round(time.monotonic() - draining, 1)
+    finally:
+        await supervisor.stop()
+        supervising.cancel()
+        stack.stop_all()
+
+    for row in stuck:
+        figures.found(
+            "stuck",
+            f"{row['order_id']} ({orders[row['order_id']]}): order_status {row['order_status']},"
+            f" saga {row['outcome']}, last progress {row['updated_at']}",
+        )
+    for what, n in busy.items():
+        figures.found("wrong", f"still busy after 60 s: {what} ({n})")
+    await check_order_service(stack, orders, figures)
+    await check_payments(stack, orders, figures)
+    await check_inventory(stack, orders, figures)
+    await check_outboxes(stack, orders, figures)
+    await check_bus(stack, orders, figures)
+    await check_queues(broker, orders, figures)
+    figures.elapsed_seconds = round(time.monotonic() - begun, 1)
+    text = report(figures)
+
+    assert figures.stuck == 0, f"sagas that never concluded (logs in test-artifacts/):\n{text}"
+    assert figures.lost == 0, text
+    assert figures.duplicated == 0, text
+    assert figures.wrong == 0, text
+    # The chaos did happen (else the test proves nothing).
+    assert figures.kills and figures.broker_restarts == 2 and figures.connections_terminated
