@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from contracts.topology import (
 from saga_log import metrics
 from saga_log.consumer import DeliveryHandler, Subscription
 from saga_log.db import UnitOfWork, create_engine, ensure_database
+from saga_log.faults import Faults
 from saga_log.migrations import upgrade
 from saga_log.outbox import OutboxRelay
 from saga_log.settings import RuntimeSettings
@@ -267,6 +269,56 @@ class ServiceRuntime:
         app = Starlette(routes=routes, lifespan=self.lifespan)
         app.state.runtime = self
         return app
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What makes one service: its schema, its handlers, its HTTP routes and background
+    jobs. Its `main.py` names one; `build`, `app`, `docs_app` and `main` do the rest."""
+
+    name: str
+    description: str
+    module: str
+    settings: type[RuntimeSettings]
+    metadata: MetaData
+    migrations: Path
+    subscriptions: Callable[[Faults], Sequence[Subscription]]
+    publishes: Sequence[type[Any]] = ()
+    routes: Sequence[BaseRoute] = ()
+    background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
+
+    def build(self, settings: RuntimeSettings | None = None) -> ServiceRuntime:
+        settings = settings or self.settings()
+        return ServiceRuntime(
+            name=self.name,
+            settings=settings,
+            database_url=settings.database_url,
+            http_port=settings.http_port,
+            metadata=self.metadata,
+            migrations=self.migrations,
+            subscriptions=self.subscriptions(settings.fault_plan()),
+            routes=self.routes,
+            background=self.background,
+        )
+
+    def app(self) -> Starlette:
+        """The ASGI application (a uvicorn factory: built when the server starts)."""
+        return self.build().asgi()
+
+    def docs_app(self) -> Any:
+        """What the service reads and publishes, for `python -m saga_log.docs`."""
+        from saga_log.docs import asyncapi_app
+
+        return asyncapi_app(
+            self.name,
+            description=self.description,
+            consumers=[s.consumer for s in self.subscriptions(Faults())],
+            publishes=self.publishes,
+        )
+
+    def main(self) -> None:
+        settings = self.settings()
+        serve(f"{self.module}:app", settings, port=settings.http_port)
 
 
 def serve(app_factory: str, settings: RuntimeSettings, *, port: int) -> None:

@@ -15,6 +15,9 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", populate_by_name=True)
 
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    #: Each service's own settings name these after itself (ORDER_DATABASE_URL, ...).
+    database_url: str = ""
+    http_port: int = 0
     faults: str = "off"
     #: JSON, see saga_log.faults.FaultPlan (transient failures, delays, crashes).
     fault_plan_json: str = Field(default="", validation_alias="SAGA_FAULT_PLAN")

@@ -315,3 +315,24 @@ def make_stack(
         ports={s: free_port() for s in MODULES},
         env=env,
     )
+
+
+@contextmanager
+def running_stack(
+    amqp_url: str,
+    pg_server_url: str,
+    *,
+    services: tuple[str, ...] = ("order", "payment", "inventory", "saga_log"),
+    faults: str = "seed",
+    **env: str,
+) -> Iterator[Stack]:
+    """A stack with `services` started; stopped and its databases dropped afterwards."""
+    stack = make_stack(amqp_url, pg_server_url, faults=faults, **env)
+    try:
+        for service in services:
+            stack.start(service)
+        yield stack
+    finally:
+        stack.stop_all()
+        names = [url.rsplit("/", 1)[1] for url in stack.database_urls.values()]
+        asyncio.run(drop_databases(pg_server_url, names))

@@ -14,23 +14,14 @@ import pytest
 
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.client import TERMINAL_TYPES, SagaWatcher
-from tests.support import Stack, drop_databases, eventually, fetch, make_stack
+from tests.support import Stack, eventually, fetch, running_stack
 
 
 @pytest.fixture(scope="module")
 def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
-    stack = make_stack(amqp_url, pg_server_url, faults="off")
-    try:
-        for service in ("order", "payment", "inventory"):
-            stack.start(service)
+    services = ("order", "payment", "inventory")
+    with running_stack(amqp_url, pg_server_url, services=services, faults="off") as stack:
         yield stack
-    finally:
-        stack.stop_all()
-        asyncio.run(
-            drop_databases(
-                pg_server_url, [url.rsplit("/", 1)[1] for url in stack.database_urls.values()]
-            )
-        )
 
 
 def crash_at(point: str, queue: str | None = None) -> str:

@@ -4,7 +4,6 @@ never applied, even when both are handled at the same moment in different proces
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 
@@ -12,25 +11,18 @@ import pytest
 
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.client import TERMINAL_TYPES, SagaWatcher
-from tests.support import Stack, drop_databases, eventually, fetch, make_stack
+from tests.support import Stack, eventually, fetch, running_stack
 
 FAST_DEADLINES = {"SAGA_STEP_TIMEOUT": "1.5", "SAGA_DEADLINE_CHECK_INTERVAL": "0.1"}
 
 
 @pytest.fixture(scope="module")
 def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
-    stack = make_stack(amqp_url, pg_server_url, faults="off", **FAST_DEADLINES)
-    try:
-        for service in ("order", "payment", "inventory"):
-            stack.start(service)
+    services = ("order", "payment", "inventory")
+    with running_stack(
+        amqp_url, pg_server_url, services=services, faults="off", **FAST_DEADLINES
+    ) as stack:
         yield stack
-    finally:
-        stack.stop_all()
-        asyncio.run(
-            drop_databases(
-                pg_server_url, [url.rsplit("/", 1)[1] for url in stack.database_urls.values()]
-            )
-        )
 
 
 async def rows(stack: Stack, service: str, table: str, column: str, order_id: str) -> list[str]:
