@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, delete, insert, text
+from sqlalchemy import Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -172,8 +172,12 @@ class UnitOfWork:
     async def commit(self) -> None:
         assert self._transaction is not None
         if self._pending:
+            # Message ids are derived from the cause: a row already there is this very event,
+            # written by an earlier attempt whose message came back (e.g. a crash before the
+            # ack of a parked compensation). Writing it once is the point.
             await self.connection.execute(
-                insert(self._outbox), [_outbox_row(event) for event in self._pending]
+                pg_insert(self._outbox).on_conflict_do_nothing(index_elements=["message_id"]),
+                [_outbox_row(event) for event in self._pending],
             )
         await self._transaction.commit()
         self.committed = True

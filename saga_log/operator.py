@@ -107,7 +107,13 @@ async def list_held(amqp_url: str, kind: str, queue: str | None = None) -> list[
         for name, consumer in holding_queues(kind).items():
             if queue and queue not in (name, consumer.queue):
                 continue
-            found.extend(_held(name, consumer, m) for m in await _take_all(channel, name))
+            seen: set[str | None] = set()
+            for message in await _take_all(channel, name):
+                held = _held(name, consumer, message)
+                # A copy parked twice (a crash between parking and ack) is one message.
+                if held.message_id is None or held.message_id not in seen:
+                    found.append(held)
+                seen.add(held.message_id)
     return found
 
 
@@ -123,11 +129,17 @@ async def send_back(
     done: list[HeldMessage] = []
     async with _channel(amqp_url) as channel:
         for name, consumer in holding_queues(kind).items():
+            sent: set[str] = set()
             for message in await _take_all(channel, name):
                 held = _held(name, consumer, message)
                 if not select(held):
                     continue
-                if not discard:
+                # A message parked twice (its service died between parking it and acking
+                # it) goes back once; the other copy is dropped.
+                copy = held.message_id is not None and held.message_id in sent
+                if held.message_id is not None:
+                    sent.add(held.message_id)
+                if not discard and not copy:
                     headers = {
                         k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER
                     }
@@ -148,7 +160,8 @@ async def send_back(
                     )
                 # Acked only once the copy is confirmed: a crash here leaves it parked.
                 await message.ack()
-                done.append(held)
+                if not copy:
+                    done.append(held)
     return done
 
 
