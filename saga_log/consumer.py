@@ -14,6 +14,8 @@ Business failures are not exceptions: a handler answers them with an event.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -117,12 +119,20 @@ class DeliveryHandler:
         """Handle `raw` and settle it (ack, or reject to the dead-letter queue as a last resort)."""
         try:
             await self._handle(raw)
-        except Exception:
-            # Re-routing the message failed too (the broker is going away). Nack with
-            # requeue: if the channel is alive it comes back now, else RabbitMQ redelivers
-            # it once we reconnect. The quorum queue's delivery limit bounds the loop.
-            log.exception("could not settle message", extra=self._fields(raw))
-            await raw.nack(requeue=True)
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # we are being stopped: RabbitMQ redelivers what was not acked
+            # Re-routing the message failed too (the broker is going away; aiormq cancels
+            # its pending publishes then). Nack with requeue: if the channel is alive it
+            # comes back now, else RabbitMQ redelivers it once we reconnect. The quorum
+            # queue's delivery limit bounds the loop.
+            log.warning(
+                "could not settle message; left to RabbitMQ to redeliver",
+                extra={**self._fields(raw), "error": repr(exc)},
+            )
+            with contextlib.suppress(Exception):
+                await raw.nack(requeue=True)
         else:
             await raw.ack()
 
@@ -151,7 +161,9 @@ class DeliveryHandler:
                     received_at=datetime.now(UTC),
                     redelivered=bool(raw.redelivered),
                 )
-                if not await uow.claim(self.consumer.queue, message_id, type(message).__name__):
+                if not await uow.claim(
+                    self.consumer.queue, _claim_key(message_id, raw), type(message).__name__
+                ):
                     log.info("duplicate message ignored", extra=fields)
                     self.stats.duplicates += 1
                     self._count(message, "duplicate")
@@ -160,11 +172,14 @@ class DeliveryHandler:
                     self.consumer.queue, int(_headers(raw).get(ATTEMPT_HEADER, 0))
                 )
                 await self.subscription.handler(uow, message, message_id)
+                # A failed compensation stops the chain: its message waits on the parking
+                # queue to be redriven once the cause is fixed (see _claim_key).
                 failure = _compensation_failure(uow.pending)
                 if failure is not None:
-                    # The chain stops here, and the message waits on the parking queue to be
-                    # redriven once the cause is fixed: it must not count as handled.
-                    await uow.release_claim(self.consumer.queue, message_id)
+                    # Parked before the commit that records it as handled: a crash in
+                    # between parks it again (a copy the operator tools fold), never not.
+                    reason = f"{failure.step} failed: {failure.error}"
+                    await self._park(raw, message, reason, fields, 0)
                 self._faults.crash_point("before_commit", self.consumer.queue)
                 await uow.commit()
                 self._faults.crash_point("after_commit", self.consumer.queue)
@@ -173,7 +188,6 @@ class DeliveryHandler:
             await self._retry_later(raw, message, message_id, exc, fields)
             return
         if failure is not None:
-            await self._park(raw, message, f"{failure.step} failed: {failure.error}", fields, 0)
             return
         elapsed = time.perf_counter() - started
         self.stats.handled += 1
@@ -363,6 +377,17 @@ class DeliveryHandler:
             "amqp_message_id": raw.message_id,
             "redelivered": raw.redelivered,
         }
+
+
+def _claim_key(message_id: str, raw: AbstractIncomingMessage) -> str:
+    """The inbox key of a delivery: its message id, except for a message an operator
+    redrove from a parking queue, which must run again (its first run may have been
+    recorded, as a failed compensation is); each redrive is a run of its own."""
+    headers = _headers(raw)
+    source = str(headers.get("saga-redriven-from", ""))
+    if source.endswith(".parked"):
+        return f"{message_id}|redriven:{headers.get('saga-redriven-at', '')}"
+    return message_id
 
 
 def _compensation_failure(events: Sequence[Event]) -> SagaCompensationFailed | None:

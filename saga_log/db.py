@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, delete, text
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -151,14 +151,6 @@ class UnitOfWork:
         late event cannot both miss each other)."""
         await self.connection.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:saga_id))"), {"saga_id": saga_id}
-        )
-
-    async def release_claim(self, consumer: str, message_id: str) -> None:
-        """Undo `claim` in this transaction: the message may be handled again (redriven)."""
-        await self.connection.execute(
-            delete(self._inbox).where(
-                self._inbox.c.consumer == consumer, self._inbox.c.message_id == message_id
-            )
         )
 
     def publish(self, *events: Event) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,31 @@ async def _raw_body(message: Any) -> Any:
     # Decoding is ours (contracts.decode), so that a body faststream cannot decode is
     # dead-lettered with a reason instead of failing before our code runs.
     return message.body
+
+
+async def _patiently(what: str, attempt: Callable[[], Awaitable[Any]], timeout: float) -> None:
+    """Run `attempt` until it succeeds: a service started before its database or broker
+    (compose, a reboot, a broker restart) waits for them instead of exiting."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.5
+    while True:
+        try:
+            await attempt()
+            return
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            error: BaseException = exc
+        except Exception as exc:  # asyncpg and aiormq wrap connection refusals their own way
+            if "connect" not in repr(exc).lower() and "closed" not in repr(exc).lower():
+                raise
+            error = exc
+        if asyncio.get_running_loop().time() + delay > deadline:
+            raise RuntimeError(f"{what} still unreachable after {timeout:.0f} s: {error!r}")
+        log.warning(
+            "waiting for a dependency",
+            extra={"dependency": what, "error": repr(error), "retry_in_s": delay},
+        )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def subscribe(broker: RabbitBroker, handler: DeliveryHandler, *, prefetch: int) -> None:
@@ -193,12 +218,15 @@ class ServiceRuntime:
         subscribe(broker, handler, prefetch=self.settings.prefetch)
 
     async def start(self) -> None:
-        await ensure_database(self.database_url)
+        timeout = self.settings.startup_timeout
+        await _patiently("PostgreSQL", lambda: ensure_database(self.database_url), timeout)
         self._engine = create_engine(self.database_url)
-        await upgrade(self._engine, self.migrations)
+        engine = self._engine
+        await _patiently("PostgreSQL", lambda: upgrade(engine, self.migrations), timeout)
         self.handlers.clear()
         self._broker = self.build_broker()
-        await self._broker.connect()
+        broker = self._broker
+        await _patiently("RabbitMQ", broker.connect, timeout)
         await declare_topology(self._broker, self.topology)
         self._relay = OutboxRelay(
             self._engine,

@@ -38,6 +38,8 @@ class RuntimeSettings(BaseSettings):
     #: A saga still running this long after it started is cancelled (the sample: 600 s).
     saga_deadline: float = Field(default=600.0, gt=0, validation_alias="SAGA_DEADLINE")
     deadline_check_interval: float = Field(default=1.0, gt=0)
+    #: How long a starting service waits for its database and the broker before giving up.
+    startup_timeout: float = Field(default=120.0, gt=0)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
