@@ -32,11 +32,10 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose pool checks connections before use, so a restarted PostgreSQL is
-    survived without a failed request."""
-    return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    """An engine with a pool. Connections are not pinged before use (a round trip per
+    unit of work): one that died with a restarted PostgreSQL fails its unit of work, which
+    is retried like any infrastructure error, and the pool replaces it."""
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
 
 
 async def ensure_database(url: str) -> None:
@@ -92,7 +91,7 @@ class UnitOfWork:
         *,
         outbox: Table,
         inbox: Table,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[Sequence[Mapping[str, Any]]], None],
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -163,18 +162,19 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         assert self._transaction is not None
-        if self._pending:
+        rows = [_outbox_row(event) for event in self._pending]
+        if rows:
             # Message ids are derived from the cause: a row already there is this very event,
             # written by an earlier attempt whose message came back (e.g. a crash before the
             # ack of a parked compensation). Writing it once is the point.
             await self.connection.execute(
                 pg_insert(self._outbox).on_conflict_do_nothing(index_elements=["message_id"]),
-                [_outbox_row(event) for event in self._pending],
+                rows,
             )
         await self._transaction.commit()
         self.committed = True
-        if self._pending:
-            self._on_commit()
+        if rows:
+            self._on_commit(rows)
 
 
 def _outbox_row(event: Event) -> dict[str, Any]:
@@ -190,4 +190,5 @@ def _outbox_row(event: Event) -> dict[str, Any]:
             "producer": event.producer,
         },
         "body": encode(event),
+        "created_at": event.occurred_at,
     }

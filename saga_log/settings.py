@@ -32,6 +32,9 @@ class RuntimeSettings(BaseSettings):
     retry_max_delay: float = Field(default=8.0, ge=0)
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
+    #: Seconds a published outbox row is kept, and an inbox key (the dedup window).
+    outbox_retention: float = Field(default=3600.0, gt=0)
+    inbox_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     #: A saga with no event for this long is cancelled (the sample: 10 s per task).
     step_timeout: float = Field(default=10.0, gt=0)

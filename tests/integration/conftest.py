@@ -50,7 +50,7 @@ class Outbox:
         self.wakeups = 0
 
     def unit_of_work(self) -> UnitOfWork:
-        def woken() -> None:
+        def woken(rows: object) -> None:
             self.wakeups += 1
 
         return UnitOfWork(

@@ -1,0 +1,418 @@
+"""The benchmark: the services as real processes (the `make dev` topology, saga history
+included), driven like a real client that publishes orders to the broker and waits for
+each saga's terminal event. Everything durable: fsync on, persistent messages, publisher
+confirms, outbox and inbox.
+
+    python -m bench                 the full run (make bench)
+    python -m bench --short         under a minute, for CI (prints, asserts nothing)
+
+It prints, and writes to bench-results/latest.json:
+- the raw ceiling: persistent, confirmed messages per second that one aio-pika process
+  pushes through a local durable (quorum) queue;
+- closed loop (N sagas in flight): sagas/s sustained, latency p50/p95/p99/max from
+  publishing the order to receiving its terminal event, CPU seconds per saga of every
+  process (each service, PostgreSQL, RabbitMQ), memory;
+- open loop (a fixed arrival rate, several rates): where latency bends;
+- for the all-success mix and the sample's scenario mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+from contracts.samples import SCENARIOS, fresh_order_id, sample_order
+from tests.support import ROOT, Stack, drop_databases, make_stack, rabbit_vhost
+
+RESULTS = ROOT / "bench-results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVICES = ("order", "payment", "inventory", "saga_log")
+
+
+# --- measuring processes ----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pids_named(*names: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in names:
+            found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    snapshot = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
+    for label, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
+        total = 0.0
+        for pid in pids_named(*names):
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        snapshot[label] = total
+    return snapshot
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class Client:
+    """Publishes orders (persistent, confirmed) and times each saga to its terminal event."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.started: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.completed = 0
+        self.outcomes: dict[str, int] = {}
+        self.completions: asyncio.Queue[None] = asyncio.Queue()
+        self._done = asyncio.Condition()
+
+    async def __aenter__(self) -> Client:
+        self.connection = await aio_pika.connect(self.amqp_url)
+        channel = await self.connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=2000)
+        self.exchange = await channel.declare_exchange(
+            "saga.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True)
+        for key in ("order.succeeded", "order.failed"):
+            await queue.bind(self.exchange, key)
+        await queue.consume(self._on_terminal, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    async def _on_terminal(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = json.loads(message.body)
+        began = self.started.pop(body["order_id"], None)
+        if began is None:
+            return
+        self.latencies.append(time.perf_counter() - began)
+        self.completed += 1
+        self.outcomes[body["type"]] = self.outcomes.get(body["type"], 0) + 1
+        self.completions.put_nowait(None)
+        async with self._done:
+            self._done.notify_all()
+
+    async def place(self, scenario: str) -> None:
+        order_id = fresh_order_id(scenario)
+        body = json.dumps(sample_order(scenario, order_id=order_id)).encode()
+        self.started[order_id] = time.perf_counter()
+        await self.exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key="order.placed",
+        )
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every saga placed has ended (so the next measurement starts clean)."""
+        async with self._done:
+            await asyncio.wait_for(self._done.wait_for(lambda: not self.started), timeout)
+        while not self.completions.empty():
+            self.completions.get_nowait()
+
+    def reset(self) -> None:
+        self.latencies.clear()
+        self.completed = 0
+        self.outcomes.clear()
+
+
+@dataclass
+class Result:
+    shape: str
+    mix: str
+    seconds: float
+    sagas: int
+    sagas_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    in_flight: int | None = None
+    rate: float | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    cpu_s_per_saga: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def pick(mix: str, rng: random.Random) -> str:
+    return "ok" if mix == "success" else rng.choice(SCENARIOS)
+
+
+async def closed_loop(
+    client: Client, stack: Stack, *, mix: str, in_flight: int, seconds: float, warmup: float
+) -> Result:
+    """Keep `in_flight` sagas running: every completion places the next one."""
+    rng = random.Random(1)
+    for _ in range(in_flight):
+        await client.place(pick(mix, rng))
+    placed_until = time.perf_counter() + warmup + seconds
+    measuring = False
+    before: dict[str, float] = {}
+    began = 0.0
+    while time.perf_counter() < placed_until:
+        await client.completions.get()
+        if not measuring and time.perf_counter() >= placed_until - seconds:
+            measuring = True
+            client.reset()
+            before, began = cpu_snapshot(stack), time.perf_counter()
+        await client.place(pick(mix, rng))
+    elapsed = time.perf_counter() - began
+    result = _result("closed", mix, client, elapsed, before, cpu_snapshot(stack), stack)
+    result.in_flight = in_flight
+    await client.drain(timeout=60)
+    return result
+
+
+async def open_loop(
+    client: Client, stack: Stack, *, mix: str, rate: float, seconds: float
+) -> Result:
+    rng = random.Random(2)
+    client.reset()
+    before, began = cpu_snapshot(stack), time.perf_counter()
+    placed = 0
+    while (now := time.perf_counter()) - began < seconds:
+        due = int((now - began) * rate) + 1
+        while placed < due:
+            await client.place(pick(mix, rng))
+            placed += 1
+        await asyncio.sleep(max(0.0, began + placed / rate - time.perf_counter()))
+    await client.drain(timeout=60)
+    elapsed = time.perf_counter() - began
+    after = cpu_snapshot(stack)
+    result = _result("open", mix, client, elapsed, before, after, stack)
+    result.rate = rate
+    return result
+
+
+def _result(
+    shape: str,
+    mix: str,
+    client: Client,
+    elapsed: float,
+    before: dict[str, float],
+    after: dict[str, float],
+    stack: Stack,
+) -> Result:
+    done = max(client.completed, 1)
+    return Result(
+        shape=shape,
+        mix=mix,
+        seconds=round(elapsed, 2),
+        sagas=client.completed,
+        sagas_per_s=round(client.completed / elapsed, 1),
+        p50_ms=round(percentile(client.latencies, 0.50), 2),
+        p95_ms=round(percentile(client.latencies, 0.95), 2),
+        p99_ms=round(percentile(client.latencies, 0.99), 2),
+        max_ms=round(max(client.latencies, default=float("nan")) * 1000, 2),
+        outcomes=dict(client.outcomes),
+        cpu_s_per_saga={k: round((after[k] - before[k]) / done * 1000, 3) for k in after},
+        rss_mb={name: round(rss_mb(p.pid), 1) for name, p in stack.processes.items()},
+    )
+
+
+# --- the raw ceiling ------------------------------------------------------------------------
+
+
+async def raw_ceiling(amqp_url: str, *, seconds: float, window: int = 512) -> float:
+    """Persistent, confirmed messages per second that one aio-pika process pushes through a
+    local durable quorum queue (publish with confirms, consume with acks, same process)."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        publish_channel = await connection.channel(publisher_confirms=True)
+        consume_channel = await connection.channel()
+        await consume_channel.set_qos(prefetch_count=window)
+        name = f"bench.ceiling.{uuid.uuid4().hex[:6]}"
+        queue = await consume_channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        consumed = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal consumed
+            await message.ack()
+            consumed += 1
+
+        await queue.consume(on_message)
+        body = json.dumps(sample_order("ok")).encode()
+        stop = time.perf_counter() + seconds
+        began = time.perf_counter()
+        start_count = consumed
+
+        async def publisher() -> None:
+            while time.perf_counter() < stop:
+                await publish_channel.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=name,
+                )
+
+        await asyncio.gather(*(publisher() for _ in range(window)))
+        elapsed = time.perf_counter() - began
+        rate = (consumed - start_count) / elapsed
+        await queue.delete(if_unused=False, if_empty=False)
+        return rate
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+def print_result(result: Result) -> None:
+    shape = (
+        f"closed, {result.in_flight} in flight"
+        if result.shape == "closed"
+        else f"open, {result.rate:.0f}/s offered"
+    )
+    print(
+        f"  {result.mix:<8} {shape:<24} {result.sagas_per_s:>7.1f} sagas/s  "
+        f"p50 {result.p50_ms:>7.1f}  p95 {result.p95_ms:>7.1f}  p99 {result.p99_ms:>7.1f}  "
+        f"max {result.max_ms:>7.1f} ms  ({result.sagas} sagas)"
+    )
+
+
+def print_cpu(result: Result) -> None:
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_s_per_saga.items())
+    print(f"    CPU ms per saga: {parts}")
+    print(f"    RSS MB: {', '.join(f'{k} {v}' for k, v in result.rss_mb.items())}")
+
+
+async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+    }
+    print(f"raw ceiling: measuring for {args.ceiling_seconds:.0f} s ...", flush=True)
+    ceiling = await raw_ceiling(amqp_url, seconds=args.ceiling_seconds)
+    report["raw_ceiling_msgs_per_s"] = round(ceiling, 1)
+    print(f"  {ceiling:.0f} persistent confirmed msgs/s through one durable quorum queue")
+    results: list[Result] = []
+    async with Client(amqp_url) as client:
+        for mix in args.mixes:
+            print(
+                f"closed loop, {mix} mix, {args.in_flight} in flight, {args.seconds:.0f} s ...",
+                flush=True,
+            )
+            closed = await closed_loop(
+                client,
+                stack,
+                mix=mix,
+                in_flight=args.in_flight,
+                seconds=args.seconds,
+                warmup=args.warmup,
+            )
+            print_result(closed)
+            print_cpu(closed)
+            results.append(closed)
+            await asyncio.sleep(2)
+            for fraction in args.open_fractions:
+                rate = max(1.0, closed.sagas_per_s * fraction)
+                opened = await open_loop(
+                    client, stack, mix=mix, rate=rate, seconds=args.open_seconds
+                )
+                print_result(opened)
+                results.append(opened)
+                await asyncio.sleep(1)
+    report["results"] = [asdict(r) for r in results]
+    best = max(
+        (r for r in results if r.shape == "closed" and r.mix == "success"),
+        key=lambda r: r.sagas_per_s,
+        default=None,
+    )
+    if best is not None:
+        # Each saga of the success mix moves six messages through queues (the order and five
+        # events, one of them to two consumers, plus the history's copies); the ceiling is
+        # per message, so the ratio compares sagas/s with the ceiling's messages/s.
+        report["ratio_sagas_to_ceiling_msgs"] = round(best.sagas_per_s / ceiling, 4)
+        print(
+            f"ratio: {best.sagas_per_s:.1f} sagas/s / {ceiling:.0f} msgs/s = "
+            f"{best.sagas_per_s / ceiling:.3f} (one saga = 6 published messages, 10 deliveries)"
+        )
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--short", action="store_true", help="under a minute (CI)")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--open-seconds", type=float, default=15.0)
+    parser.add_argument("--ceiling-seconds", type=float, default=10.0)
+    parser.add_argument("--mixes", nargs="+", default=["success", "sample"])
+    parser.add_argument("--open-fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
+    args = parser.parse_args(argv)
+    if args.short:
+        args.seconds, args.warmup, args.open_seconds, args.ceiling_seconds = 8.0, 2.0, 5.0, 4.0
+        args.open_fractions = [0.5]
+    amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    management = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+    pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    with rabbit_vhost(amqp_url, management) as url:
+        stack = make_stack(
+            url,
+            pg,
+            faults="seed",
+            SAGA_LOG_LEVEL="WARNING",
+            SAGA_STEP_TIMEOUT="60",
+            SAGA_RETRY_FIRST_DELAY="2",
+            SAGA_RETRY_MAX_DELAY="8",
+        )
+        try:
+            for service in SERVICES:
+                stack.start(service)
+            report = asyncio.run(run(args, url, stack))
+        finally:
+            stack.stop_all()
+            names = [u.rsplit("/", 1)[1] for u in stack.database_urls.values()]
+            asyncio.run(drop_databases(pg, names))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(f"figures written to {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
