@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters test test-unit lint
+.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters bench bench-short test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -67,6 +67,12 @@ redrive: install  ## send a saga's parked messages back once the cause is fixed:
 
 dead-letters: install  ## messages that can never be valid, with the reason
 	@$(BIN)/python -m saga_log dead-letters
+
+bench: install  ## the benchmark: services as processes, closed and open loop, raw ceiling (~4 min)
+	$(BIN)/python -m bench
+
+bench-short: install  ## the same in under a minute (CI runs it; it asserts nothing about speed)
+	$(BIN)/python -m bench --short
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .
