@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,8 @@ from saga_log.recorder.state import STATUSES
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Piped into `head`, a table stops quietly rather than with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = argparse.ArgumentParser(prog="python -m saga_log", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     order = commands.add_parser("order", help="place a sample order and print its outcome")
