@@ -204,6 +204,41 @@ async def closed_loop(
     return result
 
 
+async def soak(
+    client: Client, stack: Stack, *, in_flight: int, seconds: float
+) -> list[dict[str, Any]]:
+    """The closed loop for a long time, a line a minute: is throughput flat, is memory?"""
+    rng = random.Random(3)
+    for _ in range(in_flight):
+        await client.place(pick("success", rng))
+    began = time.perf_counter()
+    minutes: list[dict[str, Any]] = []
+    client.reset()
+    mark = began
+    while time.perf_counter() - began < seconds:
+        await client.completions.get()
+        await client.place(pick("success", rng))
+        if time.perf_counter() - mark >= 60:
+            now = time.perf_counter()
+            line = {
+                "minute": len(minutes) + 1,
+                "sagas_per_s": round(client.completed / (now - mark), 1),
+                "p50_ms": round(percentile(client.latencies, 0.5), 1),
+                "p99_ms": round(percentile(client.latencies, 0.99), 1),
+                "rss_mb": {name: round(rss_mb(p.pid), 1) for name, p in stack.processes.items()},
+            }
+            print(
+                f"  minute {line['minute']:>2}: {line['sagas_per_s']} sagas/s, "
+                f"p50 {line['p50_ms']} ms, p99 {line['p99_ms']} ms, RSS MB {line['rss_mb']}",
+                flush=True,
+            )
+            minutes.append(line)
+            client.reset()
+            mark = now
+    await client.drain(timeout=120)
+    return minutes
+
+
 async def open_loop(
     client: Client, stack: Stack, *, mix: str, rate: float, seconds: float
 ) -> Result:
@@ -331,6 +366,10 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
     print(f"  {ceiling:.0f} persistent confirmed msgs/s through one durable quorum queue")
     results: list[Result] = []
     async with Client(amqp_url) as client:
+        if args.soak:
+            print(f"soak: closed loop, {args.in_flight} in flight, {args.soak:.0f} s", flush=True)
+            report["soak"] = await soak(client, stack, in_flight=args.in_flight, seconds=args.soak)
+            return report
         for mix in args.mixes:
             print(
                 f"closed loop, {mix} mix, {args.in_flight} in flight, {args.seconds:.0f} s ...",
@@ -377,6 +416,9 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--short", action="store_true", help="under a minute (CI)")
+    parser.add_argument(
+        "--soak", type=float, default=0.0, help="instead: run this many seconds, a line a minute"
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=64)
@@ -400,6 +442,9 @@ def main(argv: list[str] | None = None) -> None:
             SAGA_STEP_TIMEOUT="60",
             SAGA_RETRY_FIRST_DELAY="2",
             SAGA_RETRY_MAX_DELAY="8",
+            # Short retention, so that a soak run shows the pruning keeping the tables flat.
+            SAGA_OUTBOX_RETENTION="120" if args.soak else "3600",
+            SAGA_INBOX_RETENTION="300" if args.soak else "604800",
         )
         try:
             for service in SERVICES:
