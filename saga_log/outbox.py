@@ -93,9 +93,6 @@ class OutboxRelay:
         self._fresh.extend(OutboxRow.of(row) for row in rows)
         self._wakeup.set()
 
-    def wake(self) -> None:
-        self._wakeup.set()
-
     async def run(self) -> None:
         """Relay until cancelled; errors are logged and retried after the poll interval."""
         while True:
