@@ -2,9 +2,11 @@
 
 from contracts.codec import InvalidMessage, decode, encode
 from contracts.messages import (
+    COMPENSATION_STEPS,
     EVENT_TYPES,
     EVENTS_BY_NAME,
     EVENTS_BY_ROUTING_KEY,
+    FORWARD_STEPS,
     NAMESPACE,
     SAGA_FAILED,
     STEP_ERRORS,
@@ -35,11 +37,13 @@ from contracts.messages import (
 from contracts.topology import CONSUMERS, EXCHANGE, RETRY_TIERS, Consumer, consumer
 
 __all__ = [
+    "COMPENSATION_STEPS",
     "CONSUMERS",
     "EVENTS_BY_NAME",
     "EVENTS_BY_ROUTING_KEY",
     "EVENT_TYPES",
     "EXCHANGE",
+    "FORWARD_STEPS",
     "NAMESPACE",
     "RETRY_TIERS",
     "SAGA_FAILED",

@@ -50,6 +50,14 @@ class BusinessError(StrEnum):
     RELEASE_INVENTORY = "ErrReleaseInventory"
 
 
+#: The forward steps in order, and the compensations in the order they undo them.
+FORWARD_STEPS: tuple[Step, ...] = (Step.PROCESS_ORDER, Step.PROCESS_PAYMENT, Step.RESERVE_INVENTORY)
+COMPENSATION_STEPS: tuple[Step, ...] = (
+    Step.RELEASE_INVENTORY,
+    Step.PROCESS_REFUND,
+    Step.UPDATE_ORDER_STATUS,
+)
+
 #: The error each step raises when it fails.
 STEP_ERRORS: dict[Step, BusinessError] = {
     Step.PROCESS_ORDER: BusinessError.PROCESS_ORDER,

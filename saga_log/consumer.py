@@ -30,6 +30,7 @@ from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 
 from contracts import (
+    COMPENSATION_STEPS,
     EVENTS_BY_NAME,
     EXCHANGE,
     Consumer,
@@ -37,7 +38,6 @@ from contracts import (
     InvalidMessage,
     MessageParked,
     SagaCompensationFailed,
-    Step,
     decode,
     encode,
 )
@@ -52,8 +52,6 @@ ATTEMPT_HEADER = "saga-attempt"
 ROUTING_KEY_HEADER = "saga-routing-key"
 
 Handler = Callable[[UnitOfWork, Any, str], Awaitable[None]]
-
-COMPENSATIONS = {Step.RELEASE_INVENTORY, Step.PROCESS_REFUND, Step.UPDATE_ORDER_STATUS}
 
 
 class UnitOfWorkFactory(Protocol):
@@ -250,7 +248,7 @@ class DeliveryHandler:
         if retry > self._budget:
             log.error("retries exhausted", exc_info=exc, extra={**fields, "attempts": retry})
             await self._park(raw, message, error, fields, retry - 1)
-            if self.consumer.step in COMPENSATIONS:
+            if self.consumer.step in COMPENSATION_STEPS:
                 # A compensation that cannot run is the sample's "failed" notification.
                 await self._publish_now(
                     SagaCompensationFailed.caused_by(

@@ -15,10 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from contracts import Step
+from contracts import COMPENSATION_STEPS, FORWARD_STEPS, Step
 
-FORWARD = (Step.PROCESS_ORDER, Step.PROCESS_PAYMENT, Step.RESERVE_INVENTORY)
-COMPENSATIONS = (Step.RELEASE_INVENTORY, Step.PROCESS_REFUND, Step.UPDATE_ORDER_STATUS)
 STATUSES = ("running", "succeeded", "failed", "needs_attention", "stuck")
 
 # event type -> what it does to which step
@@ -124,11 +122,14 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     received_at), whatever order they arrive in."""
     ordered = in_order(events)
     earliest = _earliest(ordered)
-    steps: dict[str, StepState] = {str(name): StepState(str(name), "forward") for name in FORWARD}
-    steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATIONS})
+    steps: dict[str, StepState] = {
+        str(name): StepState(str(name), "forward") for name in FORWARD_STEPS
+    }
+    steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATION_STEPS})
     saga = SagaState(saga_id=saga_id, event_count=len(ordered))
     terminal: str | None = None
     attention_step: str | None = None
+    cancelled = False
     for event in ordered:
         kind = str(event.get("type"))
         payload: Mapping[str, Any] = event.get("payload") or {}
@@ -154,6 +155,7 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
             saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
             attention_step = parked
         elif kind == "SagaCancelled":
+            cancelled = True
             saga.cause = f"cancelled: {payload.get('reason')}"
         elif kind == "OrderStatusUpdated":
             _apply(steps[Step.UPDATE_ORDER_STATUS], "succeed", at, None)
@@ -168,9 +170,9 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
             saga.ended_at = at
             if kind == "OrderFailed":
                 saga.error = payload.get("error") or "SagaFailed"
-                saga.cause = (
-                    saga.cause if kind_cancelled(saga) else payload.get("cause") or saga.cause
-                )
+                # A cancellation already said why; OrderFailed repeats only its reason.
+                if not cancelled:
+                    saga.cause = payload.get("cause") or saga.cause
                 update = steps[Step.UPDATE_ORDER_STATUS]
                 if update.status == "running" and not payload.get("compensation_error"):
                     _apply(update, "succeed", at, None)
@@ -187,10 +189,6 @@ def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
     running = [step for step in saga.steps if step.status == "running"]
     saga.current_step = running[-1].name if running and terminal is None else None
     return saga
-
-
-def kind_cancelled(saga: SagaState) -> bool:
-    return bool(saga.cause and saga.cause.startswith("cancelled:"))
 
 
 def is_stuck(
