@@ -145,8 +145,6 @@ class ServiceRuntime:
         *,
         name: str,
         settings: RuntimeSettings,
-        database_url: str,
-        http_port: int,
         metadata: MetaData,
         migrations: Path,
         subscriptions: Sequence[Subscription],
@@ -156,8 +154,6 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         self.settings = settings
-        self.database_url = database_url
-        self.http_port = http_port
         self.metadata = metadata
         self.migrations = migrations
         self.subscriptions = tuple(subscriptions)
@@ -225,8 +221,9 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         timeout = self.settings.startup_timeout
-        await _patiently("PostgreSQL", lambda: ensure_database(self.database_url), timeout)
-        self._engine = create_engine(self.database_url)
+        url = self.settings.database_url
+        await _patiently("PostgreSQL", lambda: ensure_database(url), timeout)
+        self._engine = create_engine(url)
         engine = self._engine
         await _patiently("PostgreSQL", lambda: upgrade(engine, self.migrations), timeout)
         self.handlers.clear()
@@ -329,8 +326,6 @@ class ServiceDefinition:
         return ServiceRuntime(
             name=self.name,
             settings=settings,
-            database_url=settings.database_url,
-            http_port=settings.http_port,
             metadata=self.metadata,
             migrations=self.migrations,
             subscriptions=self.subscriptions(settings.fault_plan()),
@@ -355,10 +350,10 @@ class ServiceDefinition:
 
     def main(self) -> None:
         settings = self.settings()
-        serve(f"{self.module}:app", settings, port=settings.http_port)
+        serve(f"{self.module}:app", settings)
 
 
-def serve(app_factory: str, settings: RuntimeSettings, *, port: int) -> None:
+def serve(app_factory: str, settings: RuntimeSettings) -> None:
     """Run a service's ASGI factory (`"pkg.module:app"`) under uvicorn until SIGTERM."""
     import uvicorn
 
@@ -369,7 +364,7 @@ def serve(app_factory: str, settings: RuntimeSettings, *, port: int) -> None:
         app_factory,
         factory=True,
         host=settings.http_host,
-        port=port,
+        port=settings.http_port,
         log_config=None,
         lifespan="on",
     )

@@ -22,7 +22,7 @@ from tests.support import eventually
 @asynccontextmanager
 async def database_outage(runtime: ServiceRuntime, pg_server_url: str) -> AsyncIterator[None]:
     """Refuse new connections to the service's database and cut the open ones."""
-    name = urlsplit(runtime.database_url).path.lstrip("/")
+    name = urlsplit(runtime.settings.database_url).path.lstrip("/")
     parts = urlsplit(pg_server_url)
     admin = await asyncpg.connect(
         host=parts.hostname,
