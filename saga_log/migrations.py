@@ -110,8 +110,22 @@ def drop_runtime_tables_v1() -> None:
     op.drop_table("outbox")
 
 
+def create_cancellation_table_v1() -> None:
+    """`cancelled_sagas` as first released (saga_log.cancellation), for the services that
+    refuse late events of a cancelled saga."""
+    op.create_table(
+        "cancelled_sagas",
+        sa.Column("order_id", sa.String(64), primary_key=True),
+        sa.Column("reason", sa.String(128), nullable=False),
+        sa.Column(
+            "cancelled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+
+
 __all__: list[Any] = [
     "alembic_config",
+    "create_cancellation_table_v1",
     "create_runtime_tables_v1",
     "drop_runtime_tables_v1",
     "run_env",

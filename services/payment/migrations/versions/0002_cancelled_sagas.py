@@ -5,8 +5,9 @@ Revises: 0001
 Create Date: 2026-11-22
 """
 
-import sqlalchemy as sa
 from alembic import op
+
+from saga_log.migrations import create_cancellation_table_v1
 
 revision = "0002"
 down_revision = "0001"
@@ -15,14 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "cancelled_sagas",
-        sa.Column("order_id", sa.String(64), primary_key=True),
-        sa.Column("reason", sa.String(128), nullable=False),
-        sa.Column(
-            "cancelled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    )
+    create_cancellation_table_v1()
 
 
 def downgrade() -> None:
