@@ -100,21 +100,29 @@ def _held(queue: str, consumer: Consumer, message: AbstractIncomingMessage) -> H
     )
 
 
+async def _each_held(
+    channel: AbstractChannel, kind: str
+) -> AsyncIterator[tuple[AbstractIncomingMessage, HeldMessage, bool]]:
+    """Every held message, unacked, with whether it is a copy: a message parked twice (its
+    service died between parking it and acking it) is one message, met once already."""
+    for name, consumer in holding_queues(kind).items():
+        seen: set[str] = set()
+        for message in await _take_all(channel, name):
+            held = _held(name, consumer, message)
+            copy = held.message_id is not None and held.message_id in seen
+            if held.message_id is not None:
+                seen.add(held.message_id)
+            yield message, held, copy
+
+
 async def list_held(amqp_url: str, kind: str, queue: str | None = None) -> list[HeldMessage]:
     """The parked or dead-lettered messages, left where they are."""
-    found: list[HeldMessage] = []
     async with _channel(amqp_url) as channel:
-        for name, consumer in holding_queues(kind).items():
-            if queue and queue not in (name, consumer.queue):
-                continue
-            seen: set[str | None] = set()
-            for message in await _take_all(channel, name):
-                held = _held(name, consumer, message)
-                # A copy parked twice (a crash between parking and ack) is one message.
-                if held.message_id is None or held.message_id not in seen:
-                    found.append(held)
-                seen.add(held.message_id)
-    return found
+        return [
+            held
+            async for _, held, copy in _each_held(channel, kind)
+            if not copy and (queue is None or queue in (held.queue, held.work_queue))
+        ]
 
 
 async def send_back(
@@ -128,40 +136,31 @@ async def send_back(
     attempts (or, with `discard`, drop them). Returns what was done to."""
     done: list[HeldMessage] = []
     async with _channel(amqp_url) as channel:
-        for name, consumer in holding_queues(kind).items():
-            sent: set[str] = set()
-            for message in await _take_all(channel, name):
-                held = _held(name, consumer, message)
-                if not select(held):
-                    continue
-                # A message parked twice (its service died between parking it and acking
-                # it) goes back once; the other copy is dropped.
-                copy = held.message_id is not None and held.message_id in sent
-                if held.message_id is not None:
-                    sent.add(held.message_id)
-                if not discard and not copy:
-                    headers = {
-                        k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER
-                    }
-                    headers["saga-redriven-at"] = datetime.now(UTC).isoformat()
-                    headers["saga-redriven-from"] = name
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(
-                            message.body,
-                            headers=headers,
-                            content_type=message.content_type,
-                            message_id=message.message_id,
-                            correlation_id=message.correlation_id,
-                            type=message.type,
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=consumer.queue,
-                        mandatory=True,
-                    )
-                # Acked only once the copy is confirmed: a crash here leaves it parked.
-                await message.ack()
-                if not copy:
-                    done.append(held)
+        async for message, held, copy in _each_held(channel, kind):
+            if not select(held):
+                continue
+            # A copy is dropped: the message goes back once.
+            if not discard and not copy:
+                headers = {k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER}
+                headers["saga-redriven-at"] = datetime.now(UTC).isoformat()
+                headers["saga-redriven-from"] = held.queue
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers,
+                        content_type=message.content_type,
+                        message_id=message.message_id,
+                        correlation_id=message.correlation_id,
+                        type=message.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=held.work_queue,
+                    mandatory=True,
+                )
+            # Acked only once the copy is confirmed: a crash here leaves it parked.
+            await message.ack()
+            if not copy:
+                done.append(held)
     return done
 
 
