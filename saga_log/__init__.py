@@ -2,7 +2,7 @@
 dead letters) and, in time, the durable history of every saga for people to read."""
 
 from saga_log import logs
-from saga_log.consumer import DeliveryHandler, Subscription
+from saga_log.consumer import DeliveryHandler, Subscription, one_per_saga
 from saga_log.db import UnitOfWork, create_engine, ensure_database
 from saga_log.faults import Faults
 from saga_log.outbox import OutboxRelay
@@ -25,4 +25,5 @@ __all__ = [
     "declare_topology",
     "ensure_database",
     "logs",
+    "one_per_saga",
 ]

@@ -3,8 +3,19 @@ cancelled saga, checked under the saga's lock before a forward step is applied."
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func, select
-from sqlalchemy.dialects.postgresql import insert
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from saga_log.db import UnitOfWork
 
@@ -24,6 +35,19 @@ async def mark_cancelled(uow: UnitOfWork, table: Table, order_id: str, reason: s
     await uow.connection.execute(
         insert(table).values(order_id=order_id, reason=reason).on_conflict_do_nothing()
     )
+
+
+async def cancelled_among(uow: UnitOfWork, table: Table, order_ids: Iterable[str]) -> set[str]:
+    """Which of these sagas were cancelled (call with their locks held)."""
+    ids = sorted(set(order_ids))
+    if len(ids) == 1:
+        return set(ids) if await is_cancelled(uow, table, ids[0]) else set()
+    rows = await uow.connection.execute(
+        select(table.c.order_id).where(
+            table.c.order_id == func.any(bindparam("ids", ids, type_=ARRAY(TEXT)))
+        )
+    )
+    return {str(row[0]) for row in rows}
 
 
 async def is_cancelled(uow: UnitOfWork, table: Table, order_id: str) -> bool:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, text
+from sqlalchemy import Table, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -144,6 +145,21 @@ class UnitOfWork:
         result = await self.connection.execute(statement)
         return result.first() is not None
 
+    async def claim_many(self, consumer: str, messages: Sequence[tuple[str, str]]) -> set[str]:
+        """`claim` for many (message_id, message_type) pairs in one statement; returns the
+        ids claimed now. An id given twice is claimed once."""
+        unique = dict(messages)
+        if not unique:
+            return set()
+        result = await self.connection.execute(
+            pg_insert(self._inbox).on_conflict_do_nothing().returning(self._inbox.c.message_id),
+            [
+                {"consumer": consumer, "message_id": message_id, "message_type": message_type}
+                for message_id, message_type in unique.items()
+            ],
+        )
+        return {str(row[0]) for row in result}
+
     async def lock_saga(self, saga_id: str) -> None:
         """Hold the saga's lock until this transaction ends: handlers of one saga that run
         at the same moment, in any process, run one after the other (a cancellation and a
@@ -151,6 +167,15 @@ class UnitOfWork:
         await self.connection.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:saga_id))"), {"saga_id": saga_id}
         )
+
+    async def lock_sagas(self, saga_ids: Iterable[str]) -> None:
+        """`lock_saga` for many sagas in one statement, always in the same (sorted) order, so
+        that two transactions locking overlapping sets never wait for each other in a cycle."""
+        ids = sorted(set(saga_ids))
+        if len(ids) == 1:
+            await self.lock_saga(ids[0])
+        elif ids:
+            await self.connection.execute(_LOCK_SAGAS, {"ids": ids})
 
     def publish(self, *events: Event) -> None:
         """Queue `events` for the outbox; they are written at `commit`."""
@@ -175,6 +200,11 @@ class UnitOfWork:
         self.committed = True
         if rows:
             self._on_commit(rows)
+
+
+_LOCK_SAGAS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(id)) FROM (SELECT unnest(:ids) AS id ORDER BY 1) AS ids"
+).bindparams(bindparam("ids", type_=ARRAY(TEXT)))
 
 
 def _outbox_row(event: Event) -> dict[str, Any]:

@@ -215,6 +215,7 @@ class ServiceRuntime:
             fault_plan=self.settings.injected_faults(),
             service=self.name,
             publish_timeout=self.settings.publish_timeout,
+            batch_size=self.settings.batch_size,
         )
         self.handlers.append(handler)
         subscribe(broker, handler, prefetch=self.settings.prefetch)

@@ -26,6 +26,8 @@ class RuntimeSettings(BaseSettings):
     http_host: str = "0.0.0.0"
     log_level: str = "INFO"
     prefetch: int = Field(default=50, ge=1)
+    #: At most this many deliveries share one transaction (1: one transaction each).
+    batch_size: int = Field(default=50, ge=1)
     retry_first_delay: float = Field(default=2.0, ge=0)
     retry_backoff: float = Field(default=2.0, ge=1)
     retry_max_attempts: int = Field(default=3, ge=0)

@@ -1,0 +1,225 @@
+"""Deliveries handled in batches (group commit), with fakes for the broker and the database:
+what a batch changes is how many transactions there are, never what a message does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiormq
+import pytest
+
+from contracts import OrderCreated, consumer, encode
+from contracts.samples import sample_order
+from saga_log.consumer import DeliveryHandler, Subscription, one_per_saga
+from saga_log.retry import RetryPolicy
+
+
+class FakeRaw:
+    """Just enough of aio-pika's IncomingMessage."""
+
+    def __init__(self, body: bytes, *, headers: dict[str, Any] | None = None) -> None:
+        self.body = body
+        self.headers = headers or {}
+        self.routing_key = "order.created"
+        self.redelivered = False
+        self.type = "OrderCreated"
+        self.message_id = None
+        self.content_type = "application/json"
+        self.correlation_id = None
+        self.timestamp = None
+        self.acks = 0
+        self.nacks = 0
+
+    async def ack(self) -> None:
+        self.acks += 1
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.nacks += 1
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, body: bytes, **kwargs: Any) -> Any:
+        self.published.append({"body": body, **kwargs})
+        return aiormq.spec.Basic.Ack()
+
+
+class FakeDatabase:
+    """An inbox shared by every unit of work, and what each transaction committed."""
+
+    def __init__(self) -> None:
+        self.inbox: set[tuple[str, str]] = set()
+        self.transactions: list[list[Any]] = []
+
+
+class FakeUnitOfWork:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+        self.claims: set[tuple[str, str]] = set()
+        self.events: list[Any] = []
+        self.delivery: Any = None
+        self.work: list[Any] = []
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
+        return bool(await self.claim_many(consumer, [(message_id, message_type)]))
+
+    async def claim_many(self, consumer: str, messages: Sequence[tuple[str, str]]) -> set[str]:
+        fresh = {m for m, _ in messages if (consumer, m) not in self.db.inbox | self.claims}
+        self.claims |= {(consumer, m) for m in fresh}
+        return fresh
+
+    def publish(self, *events: Any) -> None:
+        self.events.extend(events)
+
+    @property
+    def pending(self) -> list[Any]:
+        return self.events
+
+    async def commit(self) -> None:
+        self.db.inbox |= self.claims
+        self.db.transactions.append(self.work)
+
+
+def order_created(order_id: str) -> bytes:
+    order = sample_order("ok", order_id=order_id)
+    return encode(
+        OrderCreated.caused_by(
+            f"cause-{order_id}",
+            producer="order",
+            order_id=order_id,
+            order_date=order["order_date"],
+            customer_id=order["customer_id"],
+            items=order["items"],
+        )
+    )
+
+
+def wire(
+    *, batch_size: int = 50, fail_on: str | None = None
+) -> tuple[DeliveryHandler, FakeDatabase, FakeBroker, list[list[str]]]:
+    db, broker = FakeDatabase(), FakeBroker()
+    batches: list[list[str]] = []
+
+    async def handler(uow: Any, message: Any, message_id: str) -> None:
+        if message.order_id == fail_on:
+            raise RuntimeError(f"cannot handle {message.order_id}")
+        uow.work.append(message.order_id)
+
+    async def batch_handler(uow: Any, batch: Sequence[tuple[Any, str, Any]]) -> None:
+        batches.append([message.order_id for message, _, _ in batch])
+        for message, message_id, _ in batch:
+            await handler(uow, message, message_id)
+
+    delivery = DeliveryHandler(
+        Subscription(consumer("payment", "debit_payment"), handler, batch_handler=batch_handler),
+        broker=broker,  # type: ignore[arg-type]
+        unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
+        retry_policy=RetryPolicy(),
+        service="payment",
+        batch_size=batch_size,
+    )
+    return delivery, db, broker, batches
+
+
+async def test_concurrent_deliveries_share_transactions_and_are_each_acked_once() -> None:
+    delivery, db, _, batches = wire()
+    raws = [FakeRaw(order_created(f"order-{i:02}")) for i in range(20)]
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    assert [raw.acks for raw in raws] == [1] * 20
+    handled = [order_id for transaction in db.transactions for order_id in transaction]
+    assert sorted(handled) == [f"order-{i:02}" for i in range(20)]
+    assert len(db.transactions) < 20  # what arrived together committed together
+    assert max(len(batch) for batch in batches) > 1
+    assert delivery.stats.handled == 20
+
+
+async def test_a_batch_is_handled_in_saga_order_whatever_the_arrival_order() -> None:
+    delivery, _, _, batches = wire()
+    ids = ["order-c", "order-a", "order-b"]
+    await asyncio.gather(*(delivery.handle(FakeRaw(order_created(i))) for i in ids))
+    assert sorted(ids) in batches
+
+
+async def test_the_same_message_twice_in_one_batch_is_handled_once() -> None:
+    delivery, db, _, _ = wire()
+    body = order_created("order-twice")
+    first, second = FakeRaw(body), FakeRaw(body)
+    await asyncio.gather(delivery.handle(first), delivery.handle(second))
+    assert (first.acks, second.acks) == (1, 1)
+    assert [t for t in db.transactions if t] == [["order-twice"]]
+    assert (delivery.stats.handled, delivery.stats.duplicates) == (1, 1)
+
+
+async def test_a_message_handled_before_is_a_duplicate_in_a_later_batch() -> None:
+    delivery, db, _, _ = wire()
+    await delivery.handle(FakeRaw(order_created("order-old")))
+    raws = [FakeRaw(order_created(i)) for i in ("order-old", "order-new")]
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    handled = [order_id for transaction in db.transactions for order_id in transaction]
+    assert handled.count("order-old") == 1 and handled.count("order-new") == 1
+    assert delivery.stats.duplicates == 1
+
+
+async def test_a_failing_message_rolls_back_its_batch_and_the_others_still_commit_alone() -> None:
+    delivery, db, broker, _ = wire(fail_on="order-bad")
+    ids = ["order-1", "order-bad", "order-2", "order-3"]
+    raws = [FakeRaw(order_created(i)) for i in ids]
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    handled = [order_id for transaction in db.transactions for order_id in transaction]
+    assert sorted(handled) == ["order-1", "order-2", "order-3"]
+    assert all(len(t) == 1 for t in db.transactions)  # one by one after the rollback
+    # The failing one took the usual way: a delayed retry, with its attempt count.
+    (retry,) = broker.published
+    assert retry["routing_key"] == "payment.debit_payment.retry.1"
+    assert retry["headers"]["saga-attempt"] == 1
+    assert json.loads(retry["body"])["order_id"] == "order-bad"
+    assert [raw.acks for raw in raws] == [1, 1, 1, 1]
+    assert delivery.stats.retried == 1 and delivery.stats.handled == 3
+
+
+async def test_an_undecodable_body_is_dead_lettered_while_its_neighbours_are_batched() -> None:
+    delivery, db, broker, _ = wire()
+    raws = [
+        FakeRaw(order_created("order-1")),
+        FakeRaw(b"{not json"),
+        FakeRaw(order_created("order-2")),
+    ]
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    handled = [order_id for transaction in db.transactions for order_id in transaction]
+    assert sorted(handled) == ["order-1", "order-2"]
+    (dead,) = broker.published
+    assert dead["routing_key"] == "payment.debit_payment.dlq"
+    assert dead["body"] == b"{not json"
+
+
+async def test_batch_size_one_handles_every_message_in_its_own_transaction() -> None:
+    delivery, db, _, batches = wire(batch_size=1)
+    await asyncio.gather(*(delivery.handle(FakeRaw(order_created(f"o-{i}"))) for i in range(5)))
+    assert len([t for t in db.transactions if t]) == 5
+    assert batches == []
+
+
+@pytest.mark.parametrize(
+    ("order_ids", "expected"),
+    [(["a", "b", "c"], True), (["a", "b", "a"], False), ([], True)],
+)
+def test_one_per_saga_says_whether_a_batch_may_be_applied_set_wise(
+    order_ids: list[str], expected: bool
+) -> None:
+    class Message:
+        def __init__(self, order_id: str) -> None:
+            self.order_id = order_id
+
+    batch = [(Message(order_id), f"m{i}", None) for i, order_id in enumerate(order_ids)]
+    assert one_per_saga(batch) is expected
