@@ -14,7 +14,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def subscriptions(faults: Faults) -> Sequence[Subscription]:
-    return [Subscription(consumer("saga_log", "record"), handlers.record_event)]
+    return [
+        Subscription(
+            consumer("saga_log", "record"),
+            handlers.record_event,
+            batch_handler=handlers.record_events,
+        )
+    ]
 
 
 SERVICE = ServiceDefinition(

@@ -11,7 +11,7 @@ for longer than the saga deadline).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,7 @@ class StepState:
         return round((self.ended_at - self.started_at).total_seconds() * 1000, 3)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = _shallow(self)
         data["duration_ms"] = self.duration_ms
         jsonable: dict[str, Any] = _jsonable(data)
         return jsonable
@@ -80,7 +80,7 @@ class SagaState:
         return round((end - self.started_at).total_seconds() * 1000, 3)
 
     def as_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "steps"}
+        data = _shallow(self)
         data["duration_ms"] = self.duration_ms
         data["steps"] = [step.as_json() for step in self.steps]
         jsonable: dict[str, Any] = _jsonable(data)
@@ -209,6 +209,11 @@ def _apply(step: StepState, action: str, at: datetime, error: Any) -> None:
         step.status, step.ended_at = "failed", at
         step.started_at = step.started_at or at
         step.error = str(error) if error else step.error
+
+
+def _shallow(state: StepState | SagaState) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies every field, a sixth of the history's CPU.
+    return {f.name: getattr(state, f.name) for f in fields(state)}
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,15 +7,17 @@ handled at the same moment in two processes, run one after the other.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import InventoryReleased, InventoryReserveFailed, PaymentDebited, SagaCancelled
 from saga_log import Faults, UnitOfWork
-from saga_log.cancellation import is_cancelled, mark_cancelled
+from saga_log.cancellation import cancelled_among, mark_cancelled
 from services.inventory import domain
 from services.inventory.tables import cancelled_sagas, inventory
 
@@ -27,25 +29,37 @@ async def reserve_inventory(
 ) -> None:
     """ReserveInventory: reserve the order's items. For a cancelled saga nothing is
     reserved, and the late debit is answered so that it gets refunded."""
-    await uow.lock_saga(event.order_id)
-    if await is_cancelled(uow, cancelled_sagas, event.order_id):
-        log.warning(
-            "PaymentDebited after the saga was cancelled: not reserved",
-            extra={"order_id": event.order_id},
-        )
-        uow.publish(
-            InventoryReleased.caused_by(
-                message_id,
-                producer=domain.SERVICE,
-                order_id=event.order_id,
-                transaction_id=None,
-                cause="SagaCancelled",
+    await reserve_inventories(uow, [(event, message_id, uow.delivery)], faults=faults)
+
+
+async def reserve_inventories(
+    uow: UnitOfWork, batch: Sequence[tuple[PaymentDebited, str, Any]], *, faults: Faults
+) -> None:
+    """`reserve_inventory` for a batch of sagas, in three statements whatever its size."""
+    order_ids = [event.order_id for event, _, _ in batch]
+    await uow.lock_sagas(order_ids)
+    cancelled = await cancelled_among(uow, cancelled_sagas, order_ids)
+    written = []
+    for event, message_id, _ in batch:
+        if event.order_id in cancelled:
+            log.warning(
+                "PaymentDebited after the saga was cancelled: not reserved",
+                extra={"order_id": event.order_id},
             )
-        )
-        return
-    reservation, outcome = domain.reserve(event, now=datetime.now(UTC), faults=faults)
-    await _write(uow, reservation)
-    uow.publish(outcome)
+            uow.publish(
+                InventoryReleased.caused_by(
+                    message_id,
+                    producer=domain.SERVICE,
+                    order_id=event.order_id,
+                    transaction_id=None,
+                    cause="SagaCancelled",
+                )
+            )
+            continue
+        reservation, outcome = domain.reserve(event, now=datetime.now(UTC), faults=faults)
+        written.append(reservation)
+        uow.publish(outcome)
+    await _write(uow, *written)
 
 
 async def release_inventory(
@@ -94,6 +108,9 @@ async def _reserve_of(uow: UnitOfWork, order_id: str) -> domain.InventoryTransac
     return domain.InventoryTransaction(**row._mapping) if row is not None else None
 
 
-async def _write(uow: UnitOfWork, row: domain.InventoryTransaction) -> None:
+async def _write(uow: UnitOfWork, *written: domain.InventoryTransaction) -> None:
     # The transaction id is deterministic: a write repeated for any reason is a no-op.
-    await uow.connection.execute(insert(inventory).values(**asdict(row)).on_conflict_do_nothing())
+    if written:
+        await uow.connection.execute(
+            insert(inventory).on_conflict_do_nothing(), [asdict(row) for row in written]
+        )

@@ -19,6 +19,7 @@ def subscriptions(faults: Faults) -> list[Subscription]:
         Subscription(
             consumer("inventory", "reserve_inventory"),
             partial(handlers.reserve_inventory, faults=faults),
+            batch_handler=partial(handlers.reserve_inventories, faults=faults),
         ),
         Subscription(
             consumer("inventory", "release_inventory"),

@@ -3,15 +3,18 @@ unit of work and publishes only through it (the outbox); the delivery commits.""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import TextClause, bindparam, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from contracts import (
+    Event,
     InventoryReleased,
     InventoryReserved,
     InventoryReserveFailed,
@@ -24,7 +27,7 @@ from contracts import (
     SagaCompensationFailed,
     Step,
 )
-from saga_log import Faults, UnitOfWork
+from saga_log import Faults, UnitOfWork, one_per_saga
 from saga_log.metrics import SAGA_SECONDS
 from services.order import domain
 from services.order.domain import OrderStatus, SagaOutcome
@@ -48,17 +51,36 @@ async def process_order(
 ) -> None:
     """ProcessOrder: store the order as New and start its saga; an order_id seen before
     starts nothing."""
-    order, event = domain.process_order(command, causation_id=message_id, faults=faults)
+    await process_orders(uow, [(command, message_id, uow.delivery)], faults=faults)
+
+
+async def process_orders(
+    uow: UnitOfWork, batch: Sequence[tuple[PlaceOrder, str, Any]], *, faults: Faults
+) -> None:
+    """`process_order` for a batch, in two statements whatever its size."""
+    placed: dict[str, tuple[domain.Order, Event]] = {}
+    for command, message_id, _ in batch:
+        if command.order_id in placed:
+            log.info("order already placed; no second saga", extra={"order_id": command.order_id})
+            continue
+        placed[command.order_id] = domain.process_order(
+            command, causation_id=message_id, faults=faults
+        )
     inserted = await uow.connection.execute(
-        insert(orders).values(**asdict(order)).on_conflict_do_nothing().returning(orders.c.order_id)
+        insert(orders).on_conflict_do_nothing().returning(orders.c.order_id),
+        [asdict(order) for order, _ in placed.values()],
     )
-    if inserted.first() is None:
-        log.info("order already placed; no second saga", extra={"order_id": order.order_id})
-        return
-    await uow.connection.execute(
-        insert(order_sagas).values(order_id=order.order_id, outcome=SagaOutcome.RUNNING)
-    )
-    uow.publish(event)
+    new = {row[0] for row in inserted}
+    for order_id, (_, event) in placed.items():
+        if order_id in new:
+            uow.publish(event)
+        else:
+            log.info("order already placed; no second saga", extra={"order_id": order_id})
+    if new:
+        await uow.connection.execute(
+            insert(order_sagas),
+            [{"order_id": order_id, "outcome": SagaOutcome.RUNNING} for order_id in sorted(new)],
+        )
 
 
 async def update_order_status(
@@ -122,6 +144,34 @@ async def conclude_saga(
         )
 
 
+async def conclude_sagas(
+    uow: UnitOfWork,
+    batch: Sequence[tuple[InventoryReserved | SagaCompensationFailed, str, Any]],
+) -> None:
+    """`conclude_saga` for a batch: the successes in two statements, whatever their number."""
+    if not one_per_saga(batch):
+        for event, message_id, _ in batch:
+            await conclude_saga(uow, event, message_id)
+        return
+    reserved = {e.order_id: (e, m) for e, m, _ in batch if isinstance(e, InventoryReserved)}
+    for event, message_id, _ in batch:
+        if not isinstance(event, InventoryReserved):
+            await conclude_saga(uow, event, message_id)
+    if not reserved:
+        return
+    await _record_many(uow, [event for event, _ in reserved.values()])
+    concluded = await uow.connection.execute(_SUCCEED_SAGAS, {"ids": sorted(reserved)})
+    now = datetime.now(UTC)
+    seconds = SAGA_SECONDS.labels("order", SagaOutcome.SUCCEEDED)
+    for order_id, started_at, order_status in concluded:
+        seconds.observe((now - started_at).total_seconds())
+        uow.publish(
+            domain.saga_succeeded(
+                order_id, order_status=str(order_status), causation_id=reserved[order_id][1]
+            )
+        )
+
+
 async def record_transaction(
     uow: UnitOfWork,
     event: PaymentDebited | PaymentDebitFailed | InventoryReserveFailed | InventoryReleased,
@@ -129,6 +179,24 @@ async def record_transaction(
 ) -> None:
     """Remember the payment or inventory transaction an event reports, for GET /orders."""
     await _record(uow, event)
+
+
+async def record_transactions(
+    uow: UnitOfWork,
+    batch: Sequence[
+        tuple[
+            PaymentDebited | PaymentDebitFailed | InventoryReserveFailed | InventoryReleased,
+            str,
+            Any,
+        ]
+    ],
+) -> None:
+    """`record_transaction` for a batch, in one statement per kind of transaction."""
+    if not one_per_saga(batch):
+        for event, message_id, _ in batch:
+            await record_transaction(uow, event, message_id)
+        return
+    await _record_many(uow, [event for event, _, _ in batch])
 
 
 _KINDS: dict[type[Any], tuple[str, str]] = {
@@ -148,10 +216,7 @@ _FAILED_STEP_KINDS: dict[str, tuple[str, str]] = {
 async def _record(uow: UnitOfWork, event: TransactionEvent) -> None:
     # Every event is progress: `updated_at` is what the step timeout measures from.
     values: dict[str, Any] = {"updated_at": func.now()}
-    if isinstance(event, SagaCompensationFailed):
-        kind = _FAILED_STEP_KINDS.get(event.step)
-    else:
-        kind = _KINDS[type(event)]
+    kind = _kind_of(event)
     if kind is not None and event.transaction_id is not None:
         column, name = kind
         values[column] = order_sagas.c[column].op("||")(
@@ -160,6 +225,62 @@ async def _record(uow: UnitOfWork, event: TransactionEvent) -> None:
     await uow.connection.execute(
         update(order_sagas).where(order_sagas.c.order_id == event.order_id).values(values)
     )
+
+
+async def _record_many(uow: UnitOfWork, events: Sequence[TransactionEvent]) -> None:
+    """`_record` for events of distinct sagas: one UPDATE per kind of transaction."""
+    progress: list[str] = []
+    kinds: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for event in events:
+        kind = _kind_of(event)
+        if kind is not None and event.transaction_id is not None:
+            kinds.setdefault(kind, []).append((event.order_id, str(event.transaction_id)))
+        else:
+            progress.append(event.order_id)
+    if progress:
+        await uow.connection.execute(_TOUCH_SAGAS, {"ids": progress})
+    for (column, name), pairs in kinds.items():
+        order_ids, transaction_ids = zip(*pairs, strict=True)
+        await uow.connection.execute(
+            _record_statement(column),
+            {"name": name, "ids": list(order_ids), "transactions": list(transaction_ids)},
+        )
+
+
+def _kind_of(event: TransactionEvent) -> tuple[str, str] | None:
+    if isinstance(event, SagaCompensationFailed):
+        return _FAILED_STEP_KINDS.get(event.step)
+    return _KINDS[type(event)]
+
+
+_IDS = bindparam("ids", type_=ARRAY(TEXT))
+
+_TOUCH_SAGAS = text(
+    "UPDATE order_sagas SET updated_at = now() WHERE order_id = ANY(:ids)"
+).bindparams(_IDS)
+
+_SUCCEED_SAGAS = text(
+    f"""
+    UPDATE order_sagas SET outcome = '{SagaOutcome.SUCCEEDED}', cause = NULL,
+        failed_compensation = NULL, compensation_error = NULL, updated_at = now()
+    WHERE order_id = ANY(:ids) AND outcome = '{SagaOutcome.RUNNING}'
+    RETURNING order_id, started_at,
+        (SELECT order_status FROM orders WHERE orders.order_id = order_sagas.order_id)
+    """
+).bindparams(_IDS)
+
+
+@functools.cache
+def _record_statement(column: str) -> TextClause:
+    # `column` is one of two names from _KINDS, never input.
+    return text(
+        f"""
+        UPDATE order_sagas
+        SET updated_at = now(), {column} = {column} || jsonb_build_object(:name, t.transaction_id)
+        FROM unnest(:ids, :transactions) AS t(order_id, transaction_id)
+        WHERE order_sagas.order_id = t.order_id
+        """
+    ).bindparams(_IDS, bindparam("transactions", type_=ARRAY(TEXT)), bindparam("name", type_=TEXT))
 
 
 async def _conclude(

@@ -24,13 +24,22 @@ def subscriptions(faults: Faults) -> list[Subscription]:
             consumer("order", "process_order"),
             partial(handlers.process_order, faults=faults),
             on_invalid=domain.reject_order,
+            batch_handler=partial(handlers.process_orders, faults=faults),
         ),
         Subscription(
             consumer("order", "update_order_status"),
             partial(handlers.update_order_status, faults=faults),
         ),
-        Subscription(consumer("order", "conclude_saga"), handlers.conclude_saga),
-        Subscription(consumer("order", "record_transaction"), handlers.record_transaction),
+        Subscription(
+            consumer("order", "conclude_saga"),
+            handlers.conclude_saga,
+            batch_handler=handlers.conclude_sagas,
+        ),
+        Subscription(
+            consumer("order", "record_transaction"),
+            handlers.record_transaction,
+            batch_handler=handlers.record_transactions,
+        ),
     ]
 
 

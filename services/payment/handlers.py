@@ -7,15 +7,17 @@ handled at the same moment in two processes, run one after the other.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
 from saga_log import Faults, UnitOfWork
-from saga_log.cancellation import is_cancelled, mark_cancelled
+from saga_log.cancellation import cancelled_among, mark_cancelled
 from services.payment import domain
 from services.payment.tables import cancelled_sagas, payments
 
@@ -26,16 +28,28 @@ async def debit_payment(
     uow: UnitOfWork, event: OrderCreated, message_id: str, *, faults: Faults
 ) -> None:
     """ProcessPayment: debit the order's total (never for a cancelled saga)."""
-    await uow.lock_saga(event.order_id)
-    if await is_cancelled(uow, cancelled_sagas, event.order_id):
-        log.warning(
-            "OrderCreated after the saga was cancelled: not debited",
-            extra={"order_id": event.order_id},
-        )
-        return
-    payment, outcome = domain.debit(event, now=datetime.now(UTC), faults=faults)
-    await _write(uow, payment)
-    uow.publish(outcome)
+    await debit_payments(uow, [(event, message_id, uow.delivery)], faults=faults)
+
+
+async def debit_payments(
+    uow: UnitOfWork, batch: Sequence[tuple[OrderCreated, str, Any]], *, faults: Faults
+) -> None:
+    """`debit_payment` for a batch of sagas, in three statements whatever its size."""
+    order_ids = [event.order_id for event, _, _ in batch]
+    await uow.lock_sagas(order_ids)
+    cancelled = await cancelled_among(uow, cancelled_sagas, order_ids)
+    written = []
+    for event, _, _ in batch:
+        if event.order_id in cancelled:
+            log.warning(
+                "OrderCreated after the saga was cancelled: not debited",
+                extra={"order_id": event.order_id},
+            )
+            continue
+        payment, outcome = domain.debit(event, now=datetime.now(UTC), faults=faults)
+        written.append(payment)
+        uow.publish(outcome)
+    await _write(uow, *written)
 
 
 async def refund_payment(
@@ -89,8 +103,9 @@ async def _debit_of(uow: UnitOfWork, order_id: str) -> domain.Payment | None:
     return domain.Payment(**row._mapping) if row is not None else None
 
 
-async def _write(uow: UnitOfWork, payment: domain.Payment) -> None:
+async def _write(uow: UnitOfWork, *written: domain.Payment) -> None:
     # The transaction id is deterministic: a write repeated for any reason is a no-op.
-    await uow.connection.execute(
-        insert(payments).values(**asdict(payment)).on_conflict_do_nothing()
-    )
+    if written:
+        await uow.connection.execute(
+            insert(payments).on_conflict_do_nothing(), [asdict(payment) for payment in written]
+        )

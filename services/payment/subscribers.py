@@ -17,7 +17,9 @@ from services.payment import handlers
 def subscriptions(faults: Faults) -> list[Subscription]:
     return [
         Subscription(
-            consumer("payment", "debit_payment"), partial(handlers.debit_payment, faults=faults)
+            consumer("payment", "debit_payment"),
+            partial(handlers.debit_payment, faults=faults),
+            batch_handler=partial(handlers.debit_payments, faults=faults),
         ),
         Subscription(
             consumer("payment", "refund_payment"), partial(handlers.refund_payment, faults=faults)
