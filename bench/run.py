@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
             url,
             pg,
             faults="seed",
-            SAGA_LOG_LEVEL="WARNING",
+            SAGA_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             SAGA_STEP_TIMEOUT="60",
             SAGA_RETRY_FIRST_DELAY="2",
             SAGA_RETRY_MAX_DELAY="8",
