@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from contracts import SagaMessage
 from saga_log.db import Delivery, UnitOfWork
-from saga_log.recorder.state import derive
+from saga_log.recorder.state import STATE_FIELDS, derive
 from saga_log.recorder.tables import saga_events, sagas
 
 
@@ -40,22 +40,31 @@ async def record_events(
         insert(saga_events).on_conflict_do_nothing(),
         [_event_row(message, message_id, delivery) for message, message_id, delivery in batch],
     )
+    # Only the payload fields the state is derived from, as text: decoding every stored
+    # payload of every saga in the batch was a fifth of the history's CPU.
     rows = (
         await uow.connection.execute(
             select(
                 saga_events.c.saga_id,
                 saga_events.c.type,
-                saga_events.c.payload,
                 saga_events.c.occurred_at,
                 saga_events.c.received_at,
+                *(saga_events.c.payload[field].astext.label(field) for field in STATE_FIELDS),
             ).where(saga_events.c.saga_id == func.any(bindparam("ids", type_=ARRAY(TEXT)))),
             {"ids": saga_ids},
         )
     ).all()
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        event = dict(row._mapping)
-        events[event.pop("saga_id")].append(event)
+        values = row._mapping
+        events[values["saga_id"]].append(
+            {
+                "type": values["type"],
+                "occurred_at": values["occurred_at"],
+                "received_at": values["received_at"],
+                "payload": {f: values[f] for f in STATE_FIELDS if values[f] is not None},
+            }
+        )
     states = [_state_row(saga_id, events[saga_id]) for saga_id in saga_ids]
     statement = insert(sagas)
     await uow.connection.execute(

@@ -19,6 +19,9 @@ from contracts import COMPENSATION_STEPS, FORWARD_STEPS, Step
 
 STATUSES = ("running", "succeeded", "failed", "needs_attention", "stuck")
 
+#: The payload fields `derive` reads (all text); the rest of a payload never changes a state.
+STATE_FIELDS = ("error", "step", "cause", "queue", "reason", "compensation_error")
+
 # event type -> what it does to which step
 _TRANSITIONS: dict[str, tuple[tuple[str, Step], ...]] = {
     "PlaceOrder": (("start", Step.PROCESS_ORDER),),

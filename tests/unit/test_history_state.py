@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -170,3 +170,45 @@ def test_a_rejected_order_is_a_failed_saga_that_says_why() -> None:
     assert state.status == "failed"
     assert state.cause == "rejected: items: Field required"
     assert steps(state)["ProcessOrder"] == "failed"
+
+
+class _Watched(dict[str, Any]):
+    """A payload that remembers which fields were read."""
+
+    read: ClassVar[set[str]] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        _Watched.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        _Watched.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_the_state_reads_only_the_payload_fields_the_history_keeps_for_it() -> None:
+    # The recorder reads back only STATE_FIELDS of stored payloads; a field derive() reads
+    # beyond them would silently be missing there.
+    from saga_log.recorder.state import STATE_FIELDS
+
+    every_kind = events(
+        ("PlaceOrder", {}),
+        ("OrderCreated", {}),
+        ("OrderCreateFailed", {"error": "e"}),
+        ("PaymentDebited", {}),
+        ("PaymentDebitFailed", {"error": "e"}),
+        ("InventoryReserveFailed", {"error": "e"}),
+        ("InventoryReleased", {"cause": "c"}),
+        ("PaymentRefunded", {"cause": "c"}),
+        ("SagaCompensationFailed", {"step": "ProcessRefund", "error": "e", "cause": "c"}),
+        ("MessageParked", {"step": "ProcessRefund", "queue": "q", "error": "e"}),
+        ("SagaCancelled", {"reason": "r"}),
+        ("OrderStatusUpdated", {}),
+        ("OrderRejected", {"reason": "r"}),
+        ("OrderFailed", {"error": "SagaFailed", "cause": "c", "compensation_error": "x"}),
+        ("OrderSucceeded", {}),
+    )
+    _Watched.read = set()
+    derive("o", [{**event, "payload": _Watched(event["payload"])} for event in every_kind])
+    assert _Watched.read
+    assert _Watched.read <= set(STATE_FIELDS)
