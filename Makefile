@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters bench bench-short bench-soak test test-unit lint
+.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -73,6 +73,9 @@ bench: install  ## the benchmark: services as processes, closed and open loop, r
 
 bench-short: install  ## the same in under a minute (CI runs it; it asserts nothing about speed)
 	$(BIN)/python -m bench --short
+
+bench-profile: install  ## the closed loop with py-spy on every service: where the CPU goes
+	$(BIN)/python -m bench --profile
 
 bench-soak: install  ## ten minutes of load, a line a minute: throughput and memory stay flat?
 	$(BIN)/python -m bench --soak 600

@@ -5,10 +5,14 @@ confirms, outbox and inbox.
 
     python -m bench                 the full run (make bench)
     python -m bench --short         under a minute, for CI (prints, asserts nothing)
+    python -m bench --profile       a closed loop sampled by py-spy, a profile per service
+    python -m bench --soak 600      ten minutes of load, a line a minute
 
 It prints, and writes to bench-results/latest.json:
 - the raw ceiling: persistent, confirmed messages per second that one aio-pika process
   pushes through a local durable (quorum) queue;
+- the latency floor: one PostgreSQL commit and one confirmed publish to a quorum queue,
+  each timed alone on the idle machine (every hop of a saga needs both);
 - closed loop (N sagas in flight): sagas/s sustained, latency p50/p95/p99/max from
   publishing the order to receiving its terminal event, CPU seconds per saga of every
   process (each service, PostgreSQL, RabbitMQ), memory;
@@ -328,6 +332,135 @@ async def raw_ceiling(amqp_url: str, *, seconds: float, window: int = 512) -> fl
         return rate
 
 
+async def latency_floor(amqp_url: str, pg_url: str, *, samples: int = 300) -> dict[str, float]:
+    """p50 of one PostgreSQL commit (BEGIN, one INSERT, COMMIT with fsync) and of one
+    persistent publish confirmed by a durable quorum queue, one at a time, idle machine."""
+    import asyncpg
+
+    def p50(values: list[float]) -> float:
+        return round(percentile(values, 0.5), 3)
+
+    conn = await asyncpg.connect(pg_url)
+    table = f"bench_floor_{uuid.uuid4().hex[:6]}"
+    commits: list[float] = []
+    try:
+        await conn.execute(f"CREATE TABLE {table} (id int)")
+        for i in range(samples):
+            began = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute(f"INSERT INTO {table} VALUES ($1)", i)
+            commits.append(time.perf_counter() - began)
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+    confirms: list[float] = []
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        name = f"bench.floor.{uuid.uuid4().hex[:6]}"
+        queue = await channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        body = json.dumps(sample_order("ok")).encode()
+        for _ in range(samples):
+            began = time.perf_counter()
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=name,
+            )
+            confirms.append(time.perf_counter() - began)
+        await queue.delete(if_unused=False, if_empty=False)
+    return {"pg_commit_p50_ms": p50(commits), "quorum_confirm_p50_ms": p50(confirms)}
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def start_profiles(stack: Stack, seconds: float, directory: Path) -> list[Any]:
+    """py-spy sampling every service for `seconds` (collapsed stacks, for flamegraph.pl or
+    speedscope.app)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(process.pid),
+                "--rate",
+                "100",
+                "--duration",
+                str(int(seconds)),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(directory / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, process in stack.processes.items()
+    ]
+
+
+def summarise_profile(path: Path, top: int = 12) -> str:
+    """The functions where a service spent its CPU (self time), and by library."""
+    import collections
+    import re
+
+    own: collections.Counter[str] = collections.Counter()
+    layers: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[re.sub(r":\d+\)$", ")", frames[-1])] += samples
+        layers[_layer(frames)] += samples
+    if not total:
+        return f"{path.stem}: no samples"
+    lines = [f"{path.stem}: {total} samples"]
+    lines.append(
+        "  by library (self time): "
+        + ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in layers.most_common())
+    )
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
+    return "\n".join(lines)
+
+
+_LAYERS = (
+    ("asyncpg/", "asyncpg"),
+    ("sqlalchemy/", "sqlalchemy"),
+    ("pydantic", "pydantic"),
+    ("faststream/", "faststream"),
+    ("aio_pika/", "aio-pika"),
+    ("aiormq/", "aiormq"),
+    ("pamqp/", "aiormq"),
+    ("prometheus_client/", "prometheus"),
+    ("json/", "json"),
+    ("saga_log/", "ours"),
+    ("services/", "ours"),
+    ("contracts/", "ours"),
+    ("asyncio/", "event loop and sockets"),
+)
+
+
+def _layer(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for marker, name in _LAYERS:
+            if marker in frame:
+                return name
+    return "other"
+
+
 # --- running it -------------------------------------------------------------------------------
 
 
@@ -364,31 +497,46 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
     ceiling = await raw_ceiling(amqp_url, seconds=args.ceiling_seconds)
     report["raw_ceiling_msgs_per_s"] = round(ceiling, 1)
     print(f"  {ceiling:.0f} persistent confirmed msgs/s through one durable quorum queue")
+    floor = await latency_floor(amqp_url, args.postgres_url)
+    report["latency_floor"] = floor
+    print(
+        f"latency floor: one PostgreSQL commit p50 {floor['pg_commit_p50_ms']:.2f} ms, one "
+        f"quorum publish-confirm p50 {floor['quorum_confirm_p50_ms']:.2f} ms; a saga is 4 hops "
+        f"after the order, each needing both: at least "
+        f"{4 * (floor['pg_commit_p50_ms'] + floor['quorum_confirm_p50_ms']):.1f} ms end to end"
+    )
     results: list[Result] = []
     async with Client(amqp_url) as client:
         if args.soak:
-            print(f"soak: closed loop, {args.in_flight} in flight, {args.soak:.0f} s", flush=True)
-            report["soak"] = await soak(client, stack, in_flight=args.in_flight, seconds=args.soak)
+            in_flight = args.in_flight[0]
+            print(f"soak: closed loop, {in_flight} in flight, {args.soak:.0f} s", flush=True)
+            report["soak"] = await soak(client, stack, in_flight=in_flight, seconds=args.soak)
             return report
+        if args.profile:
+            return await profile(args, client, stack, report)
         for mix in args.mixes:
-            print(
-                f"closed loop, {mix} mix, {args.in_flight} in flight, {args.seconds:.0f} s ...",
-                flush=True,
-            )
-            closed = await closed_loop(
-                client,
-                stack,
-                mix=mix,
-                in_flight=args.in_flight,
-                seconds=args.seconds,
-                warmup=args.warmup,
-            )
-            print_result(closed)
-            print_cpu(closed)
-            results.append(closed)
-            await asyncio.sleep(2)
+            closed_runs = []
+            for in_flight in args.in_flight:
+                print(
+                    f"closed loop, {mix} mix, {in_flight} in flight, {args.seconds:.0f} s ...",
+                    flush=True,
+                )
+                closed = await closed_loop(
+                    client,
+                    stack,
+                    mix=mix,
+                    in_flight=in_flight,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                )
+                print_result(closed)
+                print_cpu(closed)
+                results.append(closed)
+                closed_runs.append(closed)
+                await asyncio.sleep(2)
+            best_closed = max(closed_runs, key=lambda r: r.sagas_per_s)
             for fraction in args.open_fractions:
-                rate = max(1.0, closed.sagas_per_s * fraction)
+                rate = max(1.0, best_closed.sagas_per_s * fraction)
                 opened = await open_loop(
                     client, stack, mix=mix, rate=rate, seconds=args.open_seconds
                 )
@@ -402,14 +550,51 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
         default=None,
     )
     if best is not None:
-        # Each saga of the success mix moves six messages through queues (the order and five
-        # events, one of them to two consumers, plus the history's copies); the ceiling is
-        # per message, so the ratio compares sagas/s with the ceiling's messages/s.
+        # Each saga of the success mix publishes five messages (the order and four events)
+        # and makes ten deliveries (five to the services, five to the history); the ceiling
+        # is per message, so the ratio compares sagas/s with the ceiling's messages/s.
         report["ratio_sagas_to_ceiling_msgs"] = round(best.sagas_per_s / ceiling, 4)
         print(
             f"ratio: {best.sagas_per_s:.1f} sagas/s / {ceiling:.0f} msgs/s = "
-            f"{best.sagas_per_s / ceiling:.3f} (one saga = 6 published messages, 10 deliveries)"
+            f"{best.sagas_per_s / ceiling:.3f} (one saga = 5 published messages, 10 deliveries)"
         )
+    return report
+
+
+async def profile(
+    args: argparse.Namespace, client: Client, stack: Stack, report: dict[str, Any]
+) -> dict[str, Any]:
+    """The closed loop (success mix) with py-spy sampling every service meanwhile."""
+    in_flight = args.in_flight[-1]
+    directory = RESULTS / "profiles"
+    print(
+        f"profile: closed loop, success mix, {in_flight} in flight, {args.seconds:.0f} s, "
+        f"py-spy at 100 Hz on every service ...",
+        flush=True,
+    )
+    loop = asyncio.create_task(
+        closed_loop(
+            client,
+            stack,
+            mix="success",
+            in_flight=in_flight,
+            seconds=args.seconds,
+            warmup=args.warmup,
+        )
+    )
+    await asyncio.sleep(args.warmup)
+    spies = start_profiles(stack, args.seconds - 1, directory)
+    result = await loop
+    for spy in spies:
+        await asyncio.to_thread(spy.wait)
+    print_result(result)
+    print_cpu(result)
+    print("where each service spends its CPU (py-spy, self time):")
+    for name in stack.processes:
+        path = directory / f"{name}.txt"
+        print(summarise_profile(path) if path.exists() else f"{name}: no profile (py-spy?)")
+    print(f"collapsed stacks in {directory}/ (flamegraph.pl or https://speedscope.app)")
+    report["profile"] = {"result": asdict(result), "directory": str(directory)}
     return report
 
 
@@ -421,7 +606,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument(
+        "--in-flight", type=int, nargs="+", default=[64, 256], help="closed loop levels"
+    )
+    parser.add_argument("--profile", action="store_true", help="instead: profile the services")
     parser.add_argument("--open-seconds", type=float, default=15.0)
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--mixes", nargs="+", default=["success", "sample"])
@@ -430,9 +618,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.short:
         args.seconds, args.warmup, args.open_seconds, args.ceiling_seconds = 8.0, 2.0, 5.0, 4.0
         args.open_fractions = [0.5]
+        args.in_flight = args.in_flight[-1:]
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     management = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
     pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    args.postgres_url = pg
     with rabbit_vhost(amqp_url, management) as url:
         stack = make_stack(
             url,
