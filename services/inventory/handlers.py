@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from contracts import InventoryReleased, InventoryReserveFailed, PaymentDebited, SagaCancelled
 from saga_log import Faults, UnitOfWork
-from saga_log.cancellation import cancelled_among, mark_cancelled
+from saga_log.cancellation import mark_cancelled, split_cancelled
 from services.inventory import domain
 from services.inventory.tables import cancelled_sagas, inventory
 
@@ -36,26 +36,25 @@ async def reserve_inventories(
     uow: UnitOfWork, batch: Sequence[tuple[PaymentDebited, str, Any]], *, faults: Faults
 ) -> None:
     """`reserve_inventory` for a batch of sagas, in three statements whatever its size."""
-    order_ids = [event.order_id for event, _, _ in batch]
-    await uow.lock_sagas(order_ids)
-    cancelled = await cancelled_among(uow, cancelled_sagas, order_ids)
+    live, late = await split_cancelled(
+        uow,
+        cancelled_sagas,
+        batch,
+        late="PaymentDebited after the saga was cancelled: not reserved",
+    )
+    for event, message_id, _ in late:
+        # Answered all the same, so that the late debit gets refunded.
+        uow.publish(
+            InventoryReleased.caused_by(
+                message_id,
+                producer=domain.SERVICE,
+                order_id=event.order_id,
+                transaction_id=None,
+                cause="SagaCancelled",
+            )
+        )
     written = []
-    for event, message_id, _ in batch:
-        if event.order_id in cancelled:
-            log.warning(
-                "PaymentDebited after the saga was cancelled: not reserved",
-                extra={"order_id": event.order_id},
-            )
-            uow.publish(
-                InventoryReleased.caused_by(
-                    message_id,
-                    producer=domain.SERVICE,
-                    order_id=event.order_id,
-                    transaction_id=None,
-                    cause="SagaCancelled",
-                )
-            )
-            continue
+    for event, _, _ in live:
         reservation, outcome = domain.reserve(event, now=datetime.now(UTC), faults=faults)
         written.append(reservation)
         uow.publish(outcome)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from contracts import InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
 from saga_log import Faults, UnitOfWork
-from saga_log.cancellation import cancelled_among, mark_cancelled
+from saga_log.cancellation import mark_cancelled, split_cancelled
 from services.payment import domain
 from services.payment.tables import cancelled_sagas, payments
 
@@ -35,17 +35,11 @@ async def debit_payments(
     uow: UnitOfWork, batch: Sequence[tuple[OrderCreated, str, Any]], *, faults: Faults
 ) -> None:
     """`debit_payment` for a batch of sagas, in three statements whatever its size."""
-    order_ids = [event.order_id for event, _, _ in batch]
-    await uow.lock_sagas(order_ids)
-    cancelled = await cancelled_among(uow, cancelled_sagas, order_ids)
+    live, _ = await split_cancelled(
+        uow, cancelled_sagas, batch, late="OrderCreated after the saga was cancelled: not debited"
+    )
     written = []
-    for event, _, _ in batch:
-        if event.order_id in cancelled:
-            log.warning(
-                "OrderCreated after the saga was cancelled: not debited",
-                extra={"order_id": event.order_id},
-            )
-            continue
+    for event, _, _ in live:
         payment, outcome = domain.debit(event, now=datetime.now(UTC), faults=faults)
         written.append(payment)
         uow.publish(outcome)

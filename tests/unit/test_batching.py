@@ -15,6 +15,7 @@ from contracts import OrderCreated, consumer, encode
 from contracts.samples import sample_order
 from saga_log.consumer import DeliveryHandler, Subscription, one_per_saga
 from saga_log.retry import RetryPolicy
+from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
 
 
 class FakeRaw:
@@ -47,48 +48,6 @@ class FakeBroker:
     async def publish(self, body: bytes, **kwargs: Any) -> Any:
         self.published.append({"body": body, **kwargs})
         return aiormq.spec.Basic.Ack()
-
-
-class FakeDatabase:
-    """An inbox shared by every unit of work, and what each transaction committed."""
-
-    def __init__(self) -> None:
-        self.inbox: set[tuple[str, str]] = set()
-        self.transactions: list[list[Any]] = []
-
-
-class FakeUnitOfWork:
-    def __init__(self, db: FakeDatabase) -> None:
-        self.db = db
-        self.claims: set[tuple[str, str]] = set()
-        self.events: list[Any] = []
-        self.delivery: Any = None
-        self.work: list[Any] = []
-
-    async def __aenter__(self) -> FakeUnitOfWork:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
-        return bool(await self.claim_many(consumer, [(message_id, message_type)]))
-
-    async def claim_many(self, consumer: str, messages: Sequence[tuple[str, str]]) -> set[str]:
-        fresh = {m for m, _ in messages if (consumer, m) not in self.db.inbox | self.claims}
-        self.claims |= {(consumer, m) for m in fresh}
-        return fresh
-
-    def publish(self, *events: Any) -> None:
-        self.events.extend(events)
-
-    @property
-    def pending(self) -> list[Any]:
-        return self.events
-
-    async def commit(self) -> None:
-        self.db.inbox |= self.claims
-        self.db.transactions.append(self.work)
 
 
 def order_created(order_id: str) -> bytes:

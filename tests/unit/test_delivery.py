@@ -24,37 +24,7 @@ from contracts.samples import sample_order
 from saga_log.consumer import DeliveryHandler, Subscription
 from saga_log.retry import RetryPolicy
 from saga_log.service import subscribe
-
-
-class FakeUnitOfWork:
-    """Keeps the inbox in a set shared by every unit of work of one test."""
-
-    def __init__(self, inbox: set[tuple[str, str]]) -> None:
-        self.inbox = inbox
-        self.events: list[Any] = []
-        self.committed = False
-
-    async def __aenter__(self) -> FakeUnitOfWork:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
-        if (consumer, message_id) in self.inbox:
-            return False
-        self.inbox.add((consumer, message_id))
-        return True
-
-    def publish(self, *events: Any) -> None:
-        self.events.extend(events)
-
-    @property
-    def pending(self) -> list[Any]:
-        return self.events
-
-    async def commit(self) -> None:
-        self.committed = True
+from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
 
 
 def wire(
@@ -65,12 +35,12 @@ def wire(
     async def handler(uow: Any, message: Any, message_id: str) -> None:
         seen.append((message, message_id))
 
-    inbox: set[tuple[str, str]] = set()
+    db = FakeDatabase()
     broker = RabbitBroker()
     delivery = DeliveryHandler(
         Subscription(consumer(service, handler_name), handler),
         broker=broker,
-        unit_of_work=lambda: FakeUnitOfWork(inbox),  # type: ignore[arg-type,return-value]
+        unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
         retry_policy=RetryPolicy(),
         service=service,
     )
