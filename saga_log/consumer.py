@@ -234,6 +234,7 @@ class DeliveryHandler:
         # stable: one saga's messages keep their order of arrival.
         ordered = sorted(batch, key=lambda p: str(p.message.order_id))
         queue = self.consumer.queue
+        failed: list[tuple[_Pending, SagaCompensationFailed]] = []
         try:
             async with self._unit_of_work() as uow:
                 keys = [_claim_key(p.message_id, p.raw) for p in ordered]
@@ -256,12 +257,26 @@ class DeliveryHandler:
                     await batch_handler(
                         uow, [(p.message, p.message_id, p.delivery()) for p in fresh]
                     )
+                    if _compensation_failure(uow.pending) is not None:
+                        raise _HandleAlone  # which message failed is not known set-wise
                 else:
                     for pending in fresh:
                         uow.delivery = pending.delivery()
+                        before = len(uow.pending)
                         await self.subscription.handler(uow, pending.message, pending.message_id)
-                if _compensation_failure(uow.pending) is not None:
-                    raise _HandleAlone
+                        failure = _compensation_failure(uow.pending[before:])
+                        if failure is not None:
+                            failed.append((pending, failure))
+                # As on the one-message path: a failed compensation's message is parked
+                # before the commit that records it as handled.
+                for pending, failure in failed:
+                    await self._park(
+                        pending.raw,
+                        pending.message,
+                        f"{failure.step} failed: {failure.error}",
+                        {**self._fields(pending.raw), "message_id": pending.message_id},
+                        0,
+                    )
                 self._faults.crash_point("before_commit", queue)
                 await uow.commit()
                 self._faults.crash_point("after_commit", queue)
@@ -285,12 +300,14 @@ class DeliveryHandler:
         for pending in duplicates:
             self.stats.duplicates += 1
             self._count(pending.message, "duplicate")
-        for pending in fresh:
+        parked = {id(pending) for pending, _ in failed}
+        handled = [pending for pending in fresh if id(pending) not in parked]
+        for pending in handled:
             self.stats.handled += 1
             self._count(pending.message, "handled")
             seconds.observe(now - pending.started)
         if log.isEnabledFor(logging.INFO):
-            for pending in fresh:
+            for pending in handled:
                 log.info(
                     "message handled",
                     extra={

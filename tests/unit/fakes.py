@@ -13,6 +13,8 @@ class FakeDatabase:
     def __init__(self) -> None:
         self.inbox: set[tuple[str, str]] = set()
         self.transactions: list[list[Any]] = []
+        #: The events of every committed transaction (what the outbox would hold).
+        self.published: list[Any] = []
 
 
 class FakeUnitOfWork:
@@ -47,3 +49,4 @@ class FakeUnitOfWork:
     async def commit(self) -> None:
         self.db.inbox |= self.claims
         self.db.transactions.append(self.work)
+        self.db.published.extend(self.events)

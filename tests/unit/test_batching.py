@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import aiormq
 import pytest
 
-from contracts import OrderCreated, consumer, encode
+from contracts import (
+    OrderCreated,
+    PaymentDebitFailed,
+    SagaCompensationFailed,
+    consumer,
+    encode,
+    transaction_id,
+)
 from contracts.samples import sample_order
 from saga_log.consumer import DeliveryHandler, Subscription, one_per_saga
 from saga_log.retry import RetryPolicy
@@ -26,7 +34,7 @@ class FakeRaw:
         self.headers = headers or {}
         self.routing_key = "order.created"
         self.redelivered = False
-        self.type = "OrderCreated"
+        self.type = _type_of(body)
         self.message_id = None
         self.content_type = "application/json"
         self.correlation_id = None
@@ -39,6 +47,14 @@ class FakeRaw:
 
     async def nack(self, requeue: bool = True) -> None:
         self.nacks += 1
+
+
+def _type_of(body: bytes) -> str | None:
+    try:
+        kind = json.loads(body).get("type")
+    except ValueError:
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 class FakeBroker:
@@ -182,3 +198,55 @@ def test_one_per_saga_says_whether_a_batch_may_be_applied_set_wise(
 
     batch = [(Message(order_id), f"m{i}", None) for i, order_id in enumerate(order_ids)]
     assert one_per_saga(batch) is expected
+
+
+async def test_a_failed_compensation_in_a_batch_is_parked_and_its_neighbours_commit() -> None:
+    db, broker = FakeDatabase(), FakeBroker()
+
+    async def refund(uow: Any, event: Any, message_id: str) -> None:
+        uow.work.append(event.order_id)
+        if event.order_id == "order-refund-fails":
+            uow.publish(
+                SagaCompensationFailed.caused_by(
+                    message_id,
+                    producer="payment",
+                    order_id=event.order_id,
+                    step="ProcessRefund",
+                    error="ErrProcessRefund",
+                    cause=event.error,
+                    transaction_id=None,
+                )
+            )
+
+    delivery = DeliveryHandler(
+        Subscription(consumer("payment", "refund_payment"), refund),
+        broker=broker,  # type: ignore[arg-type]
+        unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
+        retry_policy=RetryPolicy(),
+        service="payment",
+        batch_size=50,
+    )
+    ids = ["order-a", "order-refund-fails", "order-b"]
+    raws = [FakeRaw(debit_failed(i)) for i in ids]
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    assert db.transactions == [sorted(ids)]  # one transaction, the failure included
+    (parked,) = broker.published
+    assert parked["routing_key"] == "payment.refund_payment.parked"
+    assert parked["headers"]["saga-last-error"] == "ProcessRefund failed: ErrProcessRefund"
+    assert json.loads(parked["body"])["order_id"] == "order-refund-fails"
+    assert [e.type for e in db.published] == ["SagaCompensationFailed"]
+    assert [raw.acks for raw in raws] == [1, 1, 1]
+    assert (delivery.stats.handled, delivery.stats.parked) == (2, 1)
+
+
+def debit_failed(order_id: str) -> bytes:
+    return encode(
+        PaymentDebitFailed.caused_by(
+            f"cause-{order_id}",
+            producer="payment",
+            order_id=order_id,
+            transaction_id=transaction_id(order_id, "Debit"),
+            amount=Decimal("10.00"),
+            error="ErrProcessPayment",
+        )
+    )
