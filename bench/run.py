@@ -50,10 +50,20 @@ SERVICES = ("order", "payment", "inventory", "saga_log")
 # --- measuring processes ----------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU of `pid`; with `reaped_children`, plus that of its children that
+    have exited (a PostgreSQL backend's CPU moves to the postmaster's when it ends)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -81,10 +91,13 @@ def pids_named(*names: str) -> list[int]:
 def cpu_snapshot(stack: Stack) -> dict[str, float]:
     snapshot = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
     for label, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
+        pids = set(pids_named(*names))
         total = 0.0
-        for pid in pids_named(*names):
+        for pid in pids:
             with contextlib.suppress(OSError):
-                total += cpu_seconds(pid)
+                # The server's root process (whose parent is not one of its own) also
+                # carries its exited children's CPU: backends come and go during a run.
+                total += cpu_seconds(pid, reaped_children=parent_pid(pid) not in pids)
         snapshot[label] = total
     return snapshot
 
