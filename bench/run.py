@@ -39,6 +39,7 @@ from typing import Any
 
 import aio_pika
 
+from contracts import CONSUMERS
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
 from tests.support import ROOT, Stack, drop_databases, make_stack, rabbit_vhost
 
@@ -161,6 +162,23 @@ class Client:
         while not self.completions.empty():
             self.completions.get_nowait()
 
+    async def settle(self, timeout: float = 180.0) -> None:
+        """Wait until every work queue is empty: the history may still be catching up with
+        the last run, and its backlog would take CPU from the next measurement."""
+        channel = await self.connection.channel()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                waiting = 0
+                for consumer in CONSUMERS:
+                    queue = await channel.declare_queue(consumer.queue, passive=True)
+                    waiting += queue.declaration_result.message_count or 0
+                if not waiting:
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            await channel.close()
+
     def reset(self) -> None:
         self.latencies.clear()
         self.completed = 0
@@ -200,6 +218,7 @@ async def closed_loop(
     client: Client, stack: Stack, *, mix: str, in_flight: int, seconds: float, warmup: float
 ) -> Result:
     """Keep `in_flight` sagas running: every completion places the next one."""
+    await client.settle()
     rng = random.Random(1)
     for _ in range(in_flight):
         await client.place(pick(mix, rng))
@@ -259,6 +278,7 @@ async def soak(
 async def open_loop(
     client: Client, stack: Stack, *, mix: str, rate: float, seconds: float
 ) -> Result:
+    await client.settle()
     rng = random.Random(2)
     client.reset()
     before, began = cpu_snapshot(stack), time.perf_counter()
