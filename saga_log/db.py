@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
@@ -151,12 +152,15 @@ class UnitOfWork:
         unique = dict(messages)
         if not unique:
             return set()
+        # Arrays, not a multi-row VALUES: one SQL text whatever the batch size, so one
+        # prepared statement per connection instead of one per size.
         result = await self.connection.execute(
-            pg_insert(self._inbox).on_conflict_do_nothing().returning(self._inbox.c.message_id),
-            [
-                {"consumer": consumer, "message_id": message_id, "message_type": message_type}
-                for message_id, message_type in unique.items()
-            ],
+            _claim_many_statement(self._inbox.name),
+            {
+                "consumer": consumer,
+                "ids": list(unique),
+                "types": list(unique.values()),
+            },
         )
         return {str(row[0]) for row in result}
 
@@ -200,6 +204,16 @@ class UnitOfWork:
         self.committed = True
         if rows:
             self._on_commit(rows)
+
+
+@functools.cache
+def _claim_many_statement(inbox: str) -> TextClause:
+    return text(
+        f"INSERT INTO {inbox} (consumer, message_id, message_type) "
+        "SELECT CAST(:consumer AS text), claimed.id, claimed.type "
+        "FROM unnest(:ids, :types) AS claimed(id, type) "
+        "ON CONFLICT DO NOTHING RETURNING message_id"
+    ).bindparams(bindparam("ids", type_=ARRAY(TEXT)), bindparam("types", type_=ARRAY(TEXT)))
 
 
 _LOCK_SAGAS = text(

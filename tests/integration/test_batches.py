@@ -1,0 +1,95 @@
+"""Batched deliveries (group commit) against the real PostgreSQL and RabbitMQ: the inbox
+claim of a batch, and a burst of deliveries handled set-wise by the payment service."""
+
+from __future__ import annotations
+
+import aio_pika
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from contracts import encode
+from saga_log import ServiceRuntime
+from services.payment.tables import cancelled_sagas, outbox, payments
+from tests.integration.conftest import Outbox
+from tests.integration.test_outbox_inbox import order_created
+from tests.support import eventually
+
+
+async def test_a_batch_claims_each_new_message_once_in_one_statement(outbox: Outbox) -> None:
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim("payment.debit_payment", "m-old", "OrderCreated")
+        await uow.commit()
+    async with outbox.unit_of_work() as uow:
+        claimed = await uow.claim_many(
+            "payment.debit_payment",
+            [
+                ("m-old", "OrderCreated"),
+                ("m-new-1", "OrderCreated"),
+                ("m-new-2", "OrderCreated"),
+                ("m-new-1", "OrderCreated"),
+            ],
+        )
+        # The same key under another consumer is that consumer's own.
+        other = await uow.claim_many("payment.refund_payment", [("m-old", "InventoryReleased")])
+        await uow.commit()
+    assert claimed == {"m-new-1", "m-new-2"}
+    assert other == {"m-old"}
+
+
+async def test_a_rolled_back_batch_claims_nothing(outbox: Outbox) -> None:
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim_many("payment.debit_payment", [("m-lost", "OrderCreated")])
+        # no commit: the batch failed
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim_many("payment.debit_payment", [("m-lost", "OrderCreated")]) == {
+            "m-lost"
+        }
+
+
+async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_order_once(
+    payment_service: ServiceRuntime, amqp_url: str
+) -> None:
+    events = [order_created() for _ in range(40)]
+    cancelled = events[7]
+    async with payment_service.engine.begin() as conn:
+        await conn.execute(
+            insert(cancelled_sagas).values(order_id=cancelled.order_id, reason="step_timeout")
+        )
+    debit = next(h for h in payment_service.handlers if h.consumer.handler == "debit_payment")
+    handled, duplicates = debit.stats.handled, debit.stats.duplicates
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=False)
+        exchange = await channel.get_exchange("saga.events")
+        # Published back to back, so that the consumer has many in hand at once; every
+        # tenth one twice.
+        for i, event in enumerate(events):
+            for _ in range(2 if i % 10 == 0 else 1):
+                await exchange.publish(
+                    aio_pika.Message(
+                        encode(event),
+                        message_id=str(event.message_id),
+                        type=event.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key="order.created",
+                )
+
+    async def all_settled() -> bool:
+        return (debit.stats.handled - handled, debit.stats.duplicates - duplicates) == (40, 4)
+
+    await eventually(all_settled)
+    order_ids = [event.order_id for event in events]
+    async with payment_service.engine.connect() as conn:
+        debited = (
+            await conn.execute(
+                select(payments.c.order_id, func.count())
+                .where(payments.c.order_id.in_(order_ids))
+                .group_by(payments.c.order_id)
+            )
+        ).all()
+        emitted = await conn.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.correlation_id.in_(order_ids))
+        )
+    assert sorted(debited) == sorted((e.order_id, 1) for e in events if e is not cancelled)
+    assert emitted == 39  # one PaymentDebited per live order, none for the cancelled one
