@@ -107,22 +107,11 @@ class _Pending:
     message_id: str
     received_at: datetime
     started: float
-    #: True once its batch committed and acked it; False: handle it on its own.
+    #: True once it is settled (acked with its batch, or alone); False: handle it alone.
     settled: asyncio.Future[bool]
 
-    @property
-    def attempt(self) -> int:
-        return int(_headers(self.raw).get(ATTEMPT_HEADER, 0))
-
     def delivery(self) -> Delivery:
-        headers = _headers(self.raw)
-        return Delivery(
-            message_id=self.message_id,
-            routing_key=headers.get(ROUTING_KEY_HEADER) or self.raw.routing_key or "",
-            headers=headers,
-            received_at=self.received_at,
-            redelivered=bool(self.raw.redelivered),
-        )
+        return _delivery(self.raw, self.message_id, self.received_at)
 
 
 class _HandleAlone(Exception):
@@ -161,10 +150,21 @@ class DeliveryHandler:
 
     async def handle(self, raw: AbstractIncomingMessage) -> None:
         """Handle `raw` and settle it (ack, or reject to the dead-letter queue as a last resort)."""
-        if self._batch_size > 1 and await self._batched(raw):
-            return
+        if self._batch_size > 1:
+            try:
+                message = decode(self._model(raw), raw.body)
+            except InvalidMessage:
+                pass  # the one-message path dead-letters it
+            else:
+                await self._batched(raw, message)
+                return
+        await self._settle(raw)
+
+    async def _settle(self, raw: AbstractIncomingMessage, message: Any = None) -> None:
+        """The one-message path: handle `raw` (decoded already if `message` is given) in a
+        transaction of its own, then ack it, or nack it if even retrying failed."""
         try:
-            await self._handle(raw)
+            await self._handle(raw, message)
         except (Exception, asyncio.CancelledError) as exc:
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
@@ -182,13 +182,8 @@ class DeliveryHandler:
         else:
             await raw.ack()
 
-    async def _batched(self, raw: AbstractIncomingMessage) -> bool:
-        """Join the next batch; True once it committed and acked `raw`, False if `raw` must be
-        handled on its own (it does not decode, or its batch failed)."""
-        try:
-            message = decode(self._model(raw), raw.body)
-        except InvalidMessage:
-            return False
+    async def _batched(self, raw: AbstractIncomingMessage, message: Any) -> None:
+        """Join the next batch; if the batch fails, take the one-message path."""
         pending = _Pending(
             raw=raw,
             message=message,
@@ -202,7 +197,8 @@ class DeliveryHandler:
             self._flusher = asyncio.create_task(self._flush(), name=f"{self.consumer.queue}-batch")
         # Shielded: a delivery task cancelled at shutdown must not cancel its whole batch;
         # what the batch does not ack, RabbitMQ redelivers.
-        return await asyncio.shield(pending.settled)
+        if not await asyncio.shield(pending.settled):
+            await self._settle(raw, message)
 
     async def _flush(self) -> None:
         # One batch at a time per consumer, even a batch of one: what arrives while a
@@ -213,7 +209,13 @@ class DeliveryHandler:
                 batch = self._waiting[: self._batch_size]
                 del self._waiting[: len(batch)]
                 try:
-                    committed = await self._run_batch(batch)
+                    if len(batch) == 1:
+                        # Nothing to share: the one-message path at once, so that a failure
+                        # goes straight to its retry instead of being run a second time.
+                        await self._settle(batch[0].raw, batch[0].message)
+                        committed = True
+                    else:
+                        committed = await self._run_batch(batch)
                 except BaseException:
                     for pending in batch:
                         if not pending.settled.done():
@@ -251,7 +253,7 @@ class DeliveryHandler:
                     else:
                         duplicates.append(pending)
                 for pending in fresh:
-                    await self._faults.before_handling(queue, pending.attempt)
+                    await self._faults.before_handling(queue, _attempt(pending.raw))
                 batch_handler = self.subscription.batch_handler
                 if batch_handler is not None:
                     await batch_handler(
@@ -320,10 +322,11 @@ class DeliveryHandler:
                 )
         return True
 
-    async def _handle(self, raw: AbstractIncomingMessage) -> None:
+    async def _handle(self, raw: AbstractIncomingMessage, message: Any = None) -> None:
         started = time.perf_counter()
         try:
-            message = decode(self._model(raw), raw.body)
+            if message is None:
+                message = decode(self._model(raw), raw.body)
         except InvalidMessage as exc:
             await self._dead_letter(raw, exc.reason)
             answer = (
@@ -338,13 +341,7 @@ class DeliveryHandler:
         fields = {**self._fields(raw), "message_id": message_id, "order_id": message.order_id}
         try:
             async with self._unit_of_work() as uow:
-                uow.delivery = Delivery(
-                    message_id=message_id,
-                    routing_key=_headers(raw).get(ROUTING_KEY_HEADER) or raw.routing_key or "",
-                    headers=_headers(raw),
-                    received_at=datetime.now(UTC),
-                    redelivered=bool(raw.redelivered),
-                )
+                uow.delivery = _delivery(raw, message_id, datetime.now(UTC))
                 if not await uow.claim(
                     self.consumer.queue, _claim_key(message_id, raw), type(message).__name__
                 ):
@@ -352,9 +349,7 @@ class DeliveryHandler:
                     self.stats.duplicates += 1
                     self._count(message, "duplicate")
                     return
-                await self._faults.before_handling(
-                    self.consumer.queue, int(_headers(raw).get(ATTEMPT_HEADER, 0))
-                )
+                await self._faults.before_handling(self.consumer.queue, _attempt(raw))
                 await self.subscription.handler(uow, message, message_id)
                 # A failed compensation stops the chain: its message waits on the parking
                 # queue to be redriven once the cause is fixed (see _claim_key).
@@ -429,7 +424,7 @@ class DeliveryHandler:
         exc: BaseException,
         fields: Mapping[str, Any],
     ) -> None:
-        retry = int(_headers(raw).get(ATTEMPT_HEADER, 0)) + 1
+        retry = _attempt(raw) + 1
         error = f"{type(exc).__name__}: {exc}"[:2000]
         if retry > self._budget:
             log.error("retries exhausted", exc_info=exc, extra={**fields, "attempts": retry})
@@ -599,3 +594,19 @@ def _peek_type(body: bytes) -> str | None:
 
 def _headers(raw: AbstractIncomingMessage) -> Mapping[str, Any]:
     return raw.headers or {}
+
+
+def _attempt(raw: AbstractIncomingMessage) -> int:
+    """Retries of this message so far (0 the first time)."""
+    return int(_headers(raw).get(ATTEMPT_HEADER, 0))
+
+
+def _delivery(raw: AbstractIncomingMessage, message_id: str, received_at: datetime) -> Delivery:
+    headers = _headers(raw)
+    return Delivery(
+        message_id=message_id,
+        routing_key=headers.get(ROUTING_KEY_HEADER) or raw.routing_key or "",
+        headers=headers,
+        received_at=received_at,
+        redelivered=bool(raw.redelivered),
+    )
