@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, func, literal, select, text, update
+from sqlalchemy import TextClause, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from contracts import (
@@ -129,19 +129,7 @@ async def conclude_saga(
 ) -> None:
     """End the saga: succeeded once the inventory is reserved, failed once a compensation
     has failed (the chain stops there). Only the first conclusion publishes."""
-    await _record(uow, event)
-    if isinstance(event, InventoryReserved):
-        await _conclude(uow, event.order_id, SagaOutcome.SUCCEEDED, causation_id=message_id)
-    else:
-        await _conclude(
-            uow,
-            event.order_id,
-            SagaOutcome.FAILED,
-            causation_id=message_id,
-            cause=event.cause,
-            failed_compensation=event.step,
-            compensation_error=event.error,
-        )
+    await conclude_sagas(uow, [(event, message_id, uow.delivery)])
 
 
 async def conclude_sagas(
@@ -150,16 +138,27 @@ async def conclude_sagas(
 ) -> None:
     """`conclude_saga` for a batch: the successes in two statements, whatever their number."""
     if not one_per_saga(batch):
-        for event, message_id, _ in batch:
-            await conclude_saga(uow, event, message_id)
+        # One saga's messages one after the other: whichever concludes it first wins.
+        for item in batch:
+            await conclude_sagas(uow, [item])
         return
-    reserved = {e.order_id: (e, m) for e, m, _ in batch if isinstance(e, InventoryReserved)}
+    await _record(uow, *(event for event, _, _ in batch))
+    reserved: dict[str, str] = {}
     for event, message_id, _ in batch:
-        if not isinstance(event, InventoryReserved):
-            await conclude_saga(uow, event, message_id)
+        if isinstance(event, InventoryReserved):
+            reserved[event.order_id] = message_id
+        else:
+            await _conclude(
+                uow,
+                event.order_id,
+                SagaOutcome.FAILED,
+                causation_id=message_id,
+                cause=event.cause,
+                failed_compensation=event.step,
+                compensation_error=event.error,
+            )
     if not reserved:
         return
-    await _record_many(uow, [event for event, _ in reserved.values()])
     concluded = await uow.connection.execute(_SUCCEED_SAGAS, {"ids": sorted(reserved)})
     now = datetime.now(UTC)
     seconds = SAGA_SECONDS.labels("order", SagaOutcome.SUCCEEDED)
@@ -167,7 +166,7 @@ async def conclude_sagas(
         seconds.observe((now - started_at).total_seconds())
         uow.publish(
             domain.saga_succeeded(
-                order_id, order_status=str(order_status), causation_id=reserved[order_id][1]
+                order_id, order_status=str(order_status), causation_id=reserved[order_id]
             )
         )
 
@@ -192,11 +191,7 @@ async def record_transactions(
     ],
 ) -> None:
     """`record_transaction` for a batch, in one statement per kind of transaction."""
-    if not one_per_saga(batch):
-        for event, message_id, _ in batch:
-            await record_transaction(uow, event, message_id)
-        return
-    await _record_many(uow, [event for event, _, _ in batch])
+    await _record(uow, *(event for event, _, _ in batch))
 
 
 _KINDS: dict[type[Any], tuple[str, str]] = {
@@ -213,22 +208,10 @@ _FAILED_STEP_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-async def _record(uow: UnitOfWork, event: TransactionEvent) -> None:
-    # Every event is progress: `updated_at` is what the step timeout measures from.
-    values: dict[str, Any] = {"updated_at": func.now()}
-    kind = _kind_of(event)
-    if kind is not None and event.transaction_id is not None:
-        column, name = kind
-        values[column] = order_sagas.c[column].op("||")(
-            func.jsonb_build_object(literal(name), literal(str(event.transaction_id)))
-        )
-    await uow.connection.execute(
-        update(order_sagas).where(order_sagas.c.order_id == event.order_id).values(values)
-    )
-
-
-async def _record_many(uow: UnitOfWork, events: Sequence[TransactionEvent]) -> None:
-    """`_record` for events of distinct sagas: one UPDATE per kind of transaction."""
+async def _record(uow: UnitOfWork, *events: TransactionEvent) -> None:
+    """Remember the transactions `events` report, and that their sagas progressed (the step
+    timeout measures from `updated_at`): one UPDATE per kind of transaction. One saga twice
+    is harmless: its transaction id is derived from the saga and the kind."""
     progress: list[str] = []
     kinds: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for event in events:
