@@ -59,22 +59,11 @@ async def split_cancelled(
 
 
 async def cancelled_among(uow: UnitOfWork, table: Table, order_ids: Iterable[str]) -> set[str]:
-    """Which of these sagas were cancelled (call with their locks held)."""
-    ids = sorted(set(order_ids))
-    if len(ids) == 1:
-        return set(ids) if await is_cancelled(uow, table, ids[0]) else set()
+    """Which of these sagas were cancelled (call with their locks held, so that the answer
+    stays true for the rest of the transaction)."""
     rows = await uow.connection.execute(
         select(table.c.order_id).where(
-            table.c.order_id == func.any(bindparam("ids", ids, type_=ARRAY(TEXT)))
+            table.c.order_id == func.any(bindparam("ids", list(set(order_ids)), type_=ARRAY(TEXT)))
         )
     )
     return {str(row[0]) for row in rows}
-
-
-async def is_cancelled(uow: UnitOfWork, table: Table, order_id: str) -> bool:
-    """Was the saga cancelled? (call with the saga's lock held, so the answer stays true
-    for the rest of the transaction)."""
-    found = await uow.connection.scalar(
-        select(table.c.order_id).where(table.c.order_id == order_id)
-    )
-    return found is not None

@@ -175,11 +175,9 @@ class UnitOfWork:
     async def lock_sagas(self, saga_ids: Iterable[str]) -> None:
         """`lock_saga` for many sagas in one statement, always in the same (sorted) order, so
         that two transactions locking overlapping sets never wait for each other in a cycle."""
-        ids = sorted(set(saga_ids))
-        if len(ids) == 1:
-            await self.lock_saga(ids[0])
-        elif ids:
-            await self.connection.execute(_LOCK_SAGAS, {"ids": ids})
+        ids = list(set(saga_ids))
+        if ids:
+            await self.connection.execute(_LOCK_SAGAS, {"ids": ids})  # it sorts them
 
     def publish(self, *events: Event) -> None:
         """Queue `events` for the outbox; they are written at `commit`."""
