@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts import InventoryReleased, InventoryReserveFailed, PaymentDebited, SagaCancelled
+from contracts import (
+    Event,
+    InventoryReleased,
+    InventoryReserveFailed,
+    PaymentDebited,
+    SagaCancelled,
+)
 from saga_log import Faults, UnitOfWork
 from saga_log.cancellation import mark_cancelled, split_cancelled
 from services.inventory import domain
@@ -66,16 +72,7 @@ async def release_inventory(
 ) -> None:
     """ReleaseInventory, the compensation of ReserveInventory: release the stored Reserve."""
     await uow.lock_saga(event.order_id)
-    released, outcome = domain.release(
-        await _reserve_of(uow, event.order_id),
-        order_id=event.order_id,
-        cause=event.error,
-        causation_id=message_id,
-        now=datetime.now(UTC),
-        faults=faults,
-    )
-    if released is not None:
-        await _write(uow, released)
+    _, outcome = await _release(uow, event.order_id, event.error, message_id, faults)
     uow.publish(outcome)
 
 
@@ -83,17 +80,29 @@ async def cancel_reservation(uow: UnitOfWork, event: SagaCancelled, message_id: 
     """The saga was cancelled: release its Reserve if there is one, and reserve nothing later."""
     await uow.lock_saga(event.order_id)
     await mark_cancelled(uow, cancelled_sagas, event.order_id, event.reason)
+    released, outcome = await _release(
+        uow, event.order_id, f"SagaCancelled: {event.reason}", message_id, domain.NO_FAULTS
+    )
+    if released is not None:
+        uow.publish(outcome)
+
+
+async def _release(
+    uow: UnitOfWork, order_id: str, cause: str, causation_id: str, faults: Faults
+) -> tuple[domain.InventoryTransaction | None, Event]:
+    """Release the saga's stored Reserve (call with the saga's lock held); returns the Release
+    written (None if there was no Reserve) and the outcome to publish."""
     released, outcome = domain.release(
-        await _reserve_of(uow, event.order_id),
-        order_id=event.order_id,
-        cause=f"SagaCancelled: {event.reason}",
-        causation_id=message_id,
+        await _reserve_of(uow, order_id),
+        order_id=order_id,
+        cause=cause,
+        causation_id=causation_id,
         now=datetime.now(UTC),
-        faults=domain.NO_FAULTS,
+        faults=faults,
     )
     if released is not None:
         await _write(uow, released)
-        uow.publish(outcome)
+    return released, outcome
 
 
 async def _reserve_of(uow: UnitOfWork, order_id: str) -> domain.InventoryTransaction | None:

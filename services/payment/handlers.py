@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts import InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
+from contracts import Event, InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
 from saga_log import Faults, UnitOfWork
 from saga_log.cancellation import mark_cancelled, split_cancelled
 from services.payment import domain
@@ -56,16 +56,7 @@ async def refund_payment(
     """ProcessRefund, the compensation of ProcessPayment: credit back the stored Debit."""
     await uow.lock_saga(event.order_id)
     cause = event.error if isinstance(event, PaymentDebitFailed) else event.cause
-    credit, outcome = domain.refund(
-        await _debit_of(uow, event.order_id),
-        order_id=event.order_id,
-        cause=cause,
-        causation_id=message_id,
-        now=datetime.now(UTC),
-        faults=faults,
-    )
-    if credit is not None:
-        await _write(uow, credit)
+    _, outcome = await _refund(uow, event.order_id, cause, message_id, faults)
     uow.publish(outcome)
 
 
@@ -73,17 +64,29 @@ async def cancel_payment(uow: UnitOfWork, event: SagaCancelled, message_id: str)
     """The saga was cancelled: refund its Debit if there is one, and apply no later Debit."""
     await uow.lock_saga(event.order_id)
     await mark_cancelled(uow, cancelled_sagas, event.order_id, event.reason)
+    credit, outcome = await _refund(
+        uow, event.order_id, f"SagaCancelled: {event.reason}", message_id, domain.NO_FAULTS
+    )
+    if credit is not None:
+        uow.publish(outcome)
+
+
+async def _refund(
+    uow: UnitOfWork, order_id: str, cause: str, causation_id: str, faults: Faults
+) -> tuple[domain.Payment | None, Event]:
+    """Credit back the saga's stored Debit (call with the saga's lock held); returns the Credit
+    written (None if there was no Debit) and the outcome to publish."""
     credit, outcome = domain.refund(
-        await _debit_of(uow, event.order_id),
-        order_id=event.order_id,
-        cause=f"SagaCancelled: {event.reason}",
-        causation_id=message_id,
+        await _debit_of(uow, order_id),
+        order_id=order_id,
+        cause=cause,
+        causation_id=causation_id,
         now=datetime.now(UTC),
-        faults=domain.NO_FAULTS,
+        faults=faults,
     )
     if credit is not None:
         await _write(uow, credit)
-        uow.publish(outcome)
+    return credit, outcome
 
 
 async def _debit_of(uow: UnitOfWork, order_id: str) -> domain.Payment | None:
