@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -103,8 +104,9 @@ def test_debit_with_prefix_2_writes_then_fails() -> None:
     assert event.error == "ErrProcessPayment"
 
 
-def test_refund_copies_the_debit_with_the_amount_negated() -> None:
-    debit_row, _ = payment.debit(created("2"), now=NOW, faults=Faults())
+def refund_after_debit(scenario: str) -> tuple[Any, Any, Any]:
+    """Debit an order of `scenario` without faults, then refund it with the seeded ones."""
+    debit_row, _ = payment.debit(created(scenario), now=NOW, faults=Faults())
     credit, event = payment.refund(
         debit_row,
         order_id=debit_row.order_id,
@@ -113,6 +115,11 @@ def test_refund_copies_the_debit_with_the_amount_negated() -> None:
         now=NOW,
         faults=SEED,
     )
+    return debit_row, credit, event
+
+
+def test_refund_copies_the_debit_with_the_amount_negated() -> None:
+    debit_row, credit, event = refund_after_debit("2")
     assert credit is not None
     assert credit.payment_type == "Credit"
     assert credit.payment_amount == Decimal("-349.90")
@@ -123,15 +130,7 @@ def test_refund_copies_the_debit_with_the_amount_negated() -> None:
 
 
 def test_refund_with_prefix_22_writes_the_credit_then_reports_failure() -> None:
-    debit_row, _ = payment.debit(created("22"), now=NOW, faults=Faults())
-    credit, event = payment.refund(
-        debit_row,
-        order_id=debit_row.order_id,
-        cause="ErrProcessPayment",
-        causation_id="c",
-        now=NOW,
-        faults=SEED,
-    )
+    _, credit, event = refund_after_debit("22")
     assert credit is not None
     assert isinstance(event, SagaCompensationFailed)
     assert (event.step, event.error) == ("ProcessRefund", "ErrProcessRefund")
