@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from contracts.messages import Event
+from contracts.envelope import Event
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,14 +43,17 @@ def decode(model: type[M], body: bytes) -> M:
     try:
         # parse_float=Decimal keeps 34.99 as 34.99: the sample's float sums drift.
         data: Any = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise InvalidMessage(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON and integers past Python's digit limit; RecursionError
+        # a body nested deeper than the parser goes: bad input either way, never a retry.
+        raise InvalidMessage(f"body is not JSON we read: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
-    if model.model_config.get("extra") == "allow":
-        known = data
-    else:
+    if model.model_config.get("extra") == "forbid":
+        # Published events forbid unknown fields; a consumer still reads a newer producer's.
         known = {name: value for name, value in data.items() if name in model.model_fields}
+    else:
+        known = data
     try:
         return model.model_validate(known)
     except ValidationError as exc:

@@ -1,5 +1,6 @@
-"""The sample's seven orders, one per scenario, keyed by the order_id prefix that selects
-the scenario under `SAGA_FAULTS=seed` ("ok" has no fault)."""
+"""The samples' inputs and what each scenario ends in (SAGA_FAULTS=seed): the order
+sample's seven orders, keyed by the order_id prefix that selects the scenario ("ok" has no
+fault), and the fare lab's fare, whose customerId suffix selects the scenario."""
 
 from __future__ import annotations
 
@@ -55,3 +56,45 @@ def sample_order(scenario: str, *, order_id: str | None = None) -> dict[str, Any
             {"item_id": item_id, "qty": qty, "description": "Cart item 1", "unit_price": unit_price}
         ],
     }
+
+
+# --- the fare saga (FARE_BEHAVIOUR.md) ---------------------------------------------------
+
+#: The lab's fare, exactly as its users published it.
+LAB_FARE: dict[str, str] = {
+    "customerId": "3",
+    "fareId": "wr_563",
+    "fareAmount": "$20.00",
+    "cc": "2424 2424 2424 2424",
+    "expiryDate": "12/22",
+    "cvv": "111",
+}
+
+FARE_SCENARIOS: tuple[str, ...] = ("ok", "fail_auth", "fail_charge", "fail_credit", "fail_refund")
+
+#: What each fare scenario ends in: terminal event, the fare's status (None: not set), the
+#: charge's status in the payment database (None: no row), whether the account was
+#: credited, whether the charge was refunded, the error the failure notification names,
+#: and the saga's status in the history.
+FARE_EXPECTED: dict[str, dict[str, Any]] = {
+    "ok": {"terminal": "FareProcessingSucceeded", "fare_status": "completed", "charge": "captured", "credited": True, "refunded": False, "error": None, "history": "succeeded"},
+    "fail_auth": {"terminal": "FareProcessingFailed", "fare_status": "failed", "charge": "declined", "credited": False, "refunded": False, "error": "PaymentAuthException", "history": "failed"},
+    "fail_charge": {"terminal": "FareProcessingFailed", "fare_status": "failed", "charge": "voided", "credited": False, "refunded": False, "error": "PaymentChargeException", "history": "failed"},
+    "fail_credit": {"terminal": "FareProcessingFailed", "fare_status": "failed", "charge": "refunded", "credited": False, "refunded": True, "error": "AccountCreditException", "history": "failed"},
+    "fail_refund": {"terminal": "FareProcessingFailed", "fare_status": None, "charge": "captured", "credited": False, "refunded": False, "error": "RefundException", "history": "needs_attention"},
+}  # fmt: skip
+
+
+def fresh_fare_id() -> str:
+    """A new fareId in the lab's shape (`wr_` and some hex)."""
+    return f"wr_{uuid.uuid4().hex[:12]}"
+
+
+def sample_fare(scenario: str = "ok", *, fare_id: str | None = None) -> dict[str, str]:
+    """The lab's fare JSON for `scenario`: its customerId ends with the scenario's suffix."""
+    if scenario not in FARE_SCENARIOS:
+        raise ValueError(
+            f"unknown fare scenario {scenario!r}; choose one of {', '.join(FARE_SCENARIOS)}"
+        )
+    customer = LAB_FARE["customerId"] + ("" if scenario == "ok" else f"_{scenario}")
+    return {**LAB_FARE, "customerId": customer, "fareId": fare_id or LAB_FARE["fareId"]}

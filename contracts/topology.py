@@ -1,16 +1,18 @@
-"""The broker topology: declared the same way by every service, from this one place.
+"""The broker topology, derived from the saga declarations: declared the same way by every
+service, so that no event is published before the queues that must receive it exist,
+whatever order the services start in.
 
-One durable topic exchange, `saga.events`, carries every message. Each consumer reads its
-own durable quorum queue, named `<service>.<handler>`, bound by routing key. Beside each
-work queue stand:
+One durable topic exchange, `saga.events`, carries every message. Each step and reaction of
+a declared saga reads its own durable quorum queue, named `<service>.<queue>`, bound by the
+routing keys of the messages that trigger it. Beside each work queue stand:
 
 - `<queue>.retry.<tier>`: classic queues where a message waits out its retry delay
   (per-message TTL) before it is dead-lettered back to the work queue;
 - `<queue>.parked`: messages whose retry budget is spent, kept for an operator;
 - `<queue>.dlq`: messages that can never succeed (bad input), with the reason in headers.
 
-Every service declares the whole topology at start, so that no event is published before
-the queues that must receive it exist, whatever order the services start in.
+A saga's notification queues (the fare saga's `WildRydes...Queue`) are durable quorum
+queues bound to the events they collect, for people and outside subscribers to read.
 """
 
 from __future__ import annotations
@@ -18,30 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.messages import (
-    InventoryReleased,
-    InventoryReserved,
-    InventoryReserveFailed,
-    OrderCreated,
-    OrderCreateFailed,
-    PaymentDebited,
-    PaymentDebitFailed,
-    PaymentRefunded,
-    PlaceOrder,
-    SagaCancelled,
-    SagaCompensationFailed,
-    SagaMessage,
-    Step,
-)
+from contracts.declaration import Reaction, Saga, Step
+from contracts.envelope import CompensationFailed, Event, MessageParked
+from contracts.recorded import SagaMessage
+from contracts.sagas import SAGAS
 
 EXCHANGE = "saga.events"
 
-#: How many delay tiers stand behind each work queue (the sample retries 3 times).
+#: How many delay tiers stand behind each work queue (the samples retry 3 times).
 RETRY_TIERS = 3
 
 #: Quorum queues count deliveries; past this a message is dead-lettered rather than looping.
 #: Set explicitly: RabbitMQ 3.10 has no default, 4.x defaults to 20.
 DELIVERY_LIMIT = 20
+
+#: The events the runtime of every service may publish on its own (not a saga's).
+RUNTIME_EVENTS: tuple[type[Event], ...] = (MessageParked,)
 
 
 @dataclass(frozen=True)
@@ -51,8 +45,14 @@ class Consumer:
     service: str
     handler: str
     messages: tuple[type[Any], ...]
+    #: The saga this queue belongs to ("*" for the history, which reads them all).
+    saga: str
     #: The saga step this consumer runs, if it runs one.
     step: str | None = None
+    #: Set when the step is a compensation: the event that says it failed.
+    compensation_failed: type[CompensationFailed] | None = None
+    #: The events a handler of this queue may publish (the runtime refuses others).
+    emits: frozenset[type[Event]] = frozenset()
     #: Routing keys to bind instead of the messages' own (the recorder binds "#").
     bindings: tuple[str, ...] | None = None
 
@@ -79,37 +79,43 @@ class Consumer:
         return f"{self.queue}.retry.{min(max(attempt, 1), RETRY_TIERS)}"
 
 
+def consumers_of(saga: Saga) -> tuple[Consumer, ...]:
+    """The queues of every step and reaction of `saga`."""
+    return tuple(_consumer(saga, participant, queue) for participant, queue in saga.queues)
+
+
+def _consumer(saga: Saga, participant: str, queue: Step | Reaction) -> Consumer:
+    step = queue.name if isinstance(queue, Step) else queue.runs
+    compensation = saga.step(step) if step else None
+    failed = compensation.compensation_failed if compensation is not None else None
+    emits = set(queue.emits)
+    if failed is not None:
+        emits.add(failed)  # the runtime publishes it for a compensation out of retries
+    return Consumer(
+        service=participant,
+        handler=queue.queue,
+        messages=queue.on,
+        saga=saga.name,
+        step=step,
+        compensation_failed=failed,
+        emits=frozenset(emits),
+    )
+
+
+#: The saga history reads every message on the exchange, whatever its saga and type.
+HISTORY = Consumer("saga_log", "record", (SagaMessage,), saga="*", bindings=("#",))
+
 CONSUMERS: tuple[Consumer, ...] = (
-    Consumer("order", "process_order", (PlaceOrder,), step=Step.PROCESS_ORDER),
-    Consumer(
-        "order",
-        "update_order_status",
-        (OrderCreateFailed, PaymentRefunded),
-        step=Step.UPDATE_ORDER_STATUS,
-    ),
-    Consumer("order", "conclude_saga", (InventoryReserved, SagaCompensationFailed)),
-    Consumer(
-        "order",
-        "record_transaction",
-        (PaymentDebited, PaymentDebitFailed, InventoryReserveFailed, InventoryReleased),
-    ),
-    Consumer("payment", "debit_payment", (OrderCreated,), step=Step.PROCESS_PAYMENT),
-    Consumer(
-        "payment",
-        "refund_payment",
-        (PaymentDebitFailed, InventoryReleased),
-        step=Step.PROCESS_REFUND,
-    ),
-    Consumer("inventory", "reserve_inventory", (PaymentDebited,), step=Step.RESERVE_INVENTORY),
-    Consumer(
-        "inventory", "release_inventory", (InventoryReserveFailed,), step=Step.RELEASE_INVENTORY
-    ),
-    # A cancelled saga: each service undoes what it did.
-    Consumer("payment", "cancel_payment", (SagaCancelled,), step=Step.PROCESS_REFUND),
-    Consumer("inventory", "cancel_reservation", (SagaCancelled,), step=Step.RELEASE_INVENTORY),
-    # The saga history: every message on the exchange, whatever its type.
-    Consumer("saga_log", "record", (SagaMessage,), bindings=("#",)),
+    *(consumer for saga in SAGAS for consumer in consumers_of(saga)),
+    HISTORY,
 )
+
+#: Durable queues for outside subscribers, and the routing keys bound to each.
+NOTIFICATION_QUEUES: dict[str, tuple[str, ...]] = {
+    name: tuple(event.routing_key for event in events)
+    for saga in SAGAS
+    for name, events in saga.notification_queues.items()
+}
 
 
 def consumer(service: str, handler: str) -> Consumer:
@@ -117,7 +123,13 @@ def consumer(service: str, handler: str) -> Consumer:
     for candidate in CONSUMERS:
         if candidate.service == service and candidate.handler == handler:
             return candidate
-    raise KeyError(f"no consumer {service}.{handler} in contracts.topology.CONSUMERS")
+    raise KeyError(f"no queue {service}.{handler} is declared by any saga (contracts.sagas)")
+
+
+def published_by(service: str) -> tuple[type[Event], ...]:
+    """Every event `service` may publish, in every saga it takes part in (and the runtime's)."""
+    events = [event for saga in SAGAS for event in saga.produced_by(service)]
+    return tuple(dict.fromkeys([*events, *RUNTIME_EVENTS]))
 
 
 def work_queue_arguments(consumer: Consumer) -> dict[str, Any]:
