@@ -1,5 +1,5 @@
 """Operator and demo commands: `python -m saga_log --help`."""
 
-from saga_log.cli import main
+from saga_log.ops.cli import main
 
 main()

@@ -29,8 +29,8 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from saga_log import metrics
-from saga_log.faults import FaultPlan
+from saga_log.runtime import metrics
+from saga_log.runtime.fault_plan import FaultPlan
 
 log = logging.getLogger(__name__)
 

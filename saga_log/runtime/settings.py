@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from saga_log.faults import FaultPlan, Faults
-from saga_log.retry import RetryPolicy
+from contracts import Faults, FieldCipher, demo_faults
+from saga_log.runtime.fault_plan import FaultPlan
+from saga_log.runtime.retry import RetryPolicy
 
 
 class RuntimeSettings(BaseSettings):
@@ -45,6 +46,9 @@ class RuntimeSettings(BaseSettings):
     deadline_check_interval: float = Field(default=1.0, gt=0)
     #: How long a starting service waits for its database and the broker before giving up.
     startup_timeout: float = Field(default=120.0, gt=0)
+    #: The keys that seal secret fields, `id=base64[,id=base64...]` (contracts.secrets);
+    #: only the services that read or write secret fields need them.
+    field_keys: SecretStr = Field(default=SecretStr(""), validation_alias="SAGA_FIELD_KEYS")
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -55,7 +59,11 @@ class RuntimeSettings(BaseSettings):
         )
 
     def fault_plan(self) -> Faults:
-        return Faults.named(self.faults)
+        return demo_faults(self.faults)
+
+    def field_cipher(self) -> FieldCipher:
+        """The cipher of secret fields; a clear error when no key is configured."""
+        return FieldCipher.from_setting(self.field_keys.get_secret_value())
 
     def injected_faults(self) -> FaultPlan:
         return FaultPlan.parse(self.fault_plan_json)

@@ -1,82 +1,26 @@
-"""Database access for a service: its engine, its own database, and the unit of work."""
+"""The unit of work: one local transaction of a service, with its outbox and inbox."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncTransaction,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from contracts import EXCHANGE, Event, encode
 
 log = logging.getLogger(__name__)
 
 
-def async_url(url: str) -> str:
-    """`url` with the asyncpg driver, whichever PostgreSQL scheme it was given with."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-
-
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine with a pool. Connections are not pinged before use (a round trip per
-    unit of work): one that died with a restarted PostgreSQL fails its unit of work, which
-    is retried like any infrastructure error, and the pool replaces it."""
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
-
-
-async def ensure_database(url: str) -> None:
-    """Create the database that `url` names if it does not exist yet (a fresh machine).
-
-    Connects to the server's `postgres` database to do it; a race with another process
-    creating it at the same moment is harmless.
-    """
-    parsed = make_url(url)
-    dsn = dict(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-    )
-    try:
-        conn = await asyncpg.connect(database=parsed.database, **dsn)
-    except asyncpg.InvalidCatalogNameError:
-        admin = await asyncpg.connect(database="postgres", **dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{parsed.database}"')
-            log.info("created database", extra={"database": parsed.database})
-        except asyncpg.DuplicateDatabaseError:
-            pass
-        finally:
-            await admin.close()
-    else:
-        await conn.close()
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the broker said about the message a unit of work handles."""
-
-    message_id: str
-    routing_key: str
-    headers: Mapping[str, Any]
-    received_at: datetime
-    redelivered: bool = False
+class UndeclaredEvent(RuntimeError):
+    """A handler published an event its saga declaration does not let it publish: a bug,
+    caught in the tests that run the handler (contracts.sagas says who produces what)."""
 
 
 class UnitOfWork:
@@ -94,17 +38,17 @@ class UnitOfWork:
         outbox: Table,
         inbox: Table,
         on_commit: Callable[[Sequence[Mapping[str, Any]]], None],
+        may_publish: Iterable[type[Event]] | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._inbox = inbox
         self._on_commit = on_commit
+        self._may_publish = frozenset(may_publish) if may_publish is not None else None
         self._pending: list[Event] = []
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
         self.committed = False
-        #: Set by the delivery that this unit of work handles (None outside deliveries).
-        self.delivery: Delivery | None = None
 
     @property
     def connection(self) -> AsyncConnection:
@@ -179,8 +123,22 @@ class UnitOfWork:
         if ids:
             await self.connection.execute(_LOCK_SAGAS, {"ids": ids})  # it sorts them
 
+    def restrict(self, events: Iterable[type[Event]]) -> None:
+        """From now on publish only `events` (a delivery narrows its service's events to
+        those its queue's step or reaction declares)."""
+        allowed = frozenset(events)
+        self._may_publish = allowed if self._may_publish is None else self._may_publish & allowed
+
     def publish(self, *events: Event) -> None:
-        """Queue `events` for the outbox; they are written at `commit`."""
+        """Queue `events` for the outbox; they are written at `commit`. An event this unit
+        of work may not publish raises `UndeclaredEvent` here, where the handler is."""
+        if self._may_publish is not None:
+            for event in events:
+                if type(event) not in self._may_publish:
+                    allowed = ", ".join(sorted(e.type_name() for e in self._may_publish))
+                    raise UndeclaredEvent(
+                        f"{event.type_name()} is not declared here (may publish: {allowed})"
+                    )
         self._pending.extend(events)
 
     @property
@@ -223,7 +181,7 @@ def _outbox_row(event: Event) -> dict[str, Any]:
     return {
         "message_id": event.message_id,
         "exchange": EXCHANGE,
-        "routing_key": event.routing_key,
+        "routing_key": event.route(),
         "message_type": event.type,
         "correlation_id": event.correlation_id,
         "headers": {

@@ -1,5 +1,8 @@
 """The composition every service shares: database, broker topology, subscribers, outbox
-relay and an HTTP surface, built in the lifespan (nothing happens at import time)."""
+relay and an HTTP surface, built in the lifespan (nothing happens at import time).
+
+A service names itself after its participant in the saga declarations: the queues it must
+handle and the events it may publish follow from that name (`contracts.topology`)."""
 
 from __future__ import annotations
 
@@ -30,19 +33,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from contracts import CONSUMERS, EXCHANGE, RETRY_TIERS, Consumer
+from contracts import CONSUMERS, EXCHANGE, NOTIFICATION_QUEUES, RETRY_TIERS, Consumer, published_by
 from contracts.topology import (
     HOLDING_QUEUE_ARGUMENTS,
     retry_queue_arguments,
     work_queue_arguments,
 )
-from saga_log import metrics
-from saga_log.consumer import DeliveryHandler, Subscription
-from saga_log.db import UnitOfWork, create_engine, ensure_database
-from saga_log.faults import Faults
-from saga_log.migrations import upgrade
-from saga_log.outbox import OutboxRelay
-from saga_log.settings import RuntimeSettings
+from saga_log.runtime import logs, metrics
+from saga_log.runtime.database import create_engine, ensure_database
+from saga_log.runtime.delivery import DeliveryHandler
+from saga_log.runtime.migrations import upgrade
+from saga_log.runtime.outbox import OutboxRelay
+from saga_log.runtime.settings import RuntimeSettings
+from saga_log.runtime.subscription import Subscription
+from saga_log.runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +78,22 @@ async def declare_topology(broker: RabbitBroker, consumers: Sequence[Consumer] =
                 )
             )
         for holding in (consumer.parking_queue, consumer.dead_letter_queue):
-            await broker.declare_queue(
-                RabbitQueue(  # type: ignore[call-overload]
-                    holding,
-                    queue_type=QueueType.QUORUM,
-                    durable=True,
-                    arguments=dict(HOLDING_QUEUE_ARGUMENTS),
-                )
-            )
+            await _declare_holding(broker, holding)
+    for name, routing_keys in NOTIFICATION_QUEUES.items():
+        queue = await _declare_holding(broker, name)
+        for routing_key in routing_keys:
+            await queue.bind(exchange, routing_key=routing_key)
+
+
+async def _declare_holding(broker: RabbitBroker, name: str) -> Any:
+    return await broker.declare_queue(
+        RabbitQueue(  # type: ignore[call-overload]
+            name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments=dict(HOLDING_QUEUE_ARGUMENTS),
+        )
+    )
 
 
 async def _undecoded(message: Any) -> Any:
@@ -130,7 +142,6 @@ def subscribe(broker: RabbitBroker, handler: DeliveryHandler, *, prefetch: int) 
         decoder=_undecoded,
         channel=Channel(prefetch_count=prefetch),
         title=consumer.queue,
-        description=(handler.subscription.handler.__doc__ or "").strip() or None,
     )(on_message)
 
 
@@ -164,6 +175,7 @@ class ServiceRuntime:
         self.handlers: list[DeliveryHandler] = []
         self.outbox: Table = metadata.tables["outbox"]
         self.inbox: Table = metadata.tables["inbox"]
+        self.publishes = published_by(name)
         self._engine: AsyncEngine | None = None
         self._broker: RabbitBroker | None = None
         self._relay: OutboxRelay | None = None
@@ -182,8 +194,13 @@ class ServiceRuntime:
         return self._broker
 
     def unit_of_work(self) -> UnitOfWork:
+        """A unit of work that may publish what this service produces, and nothing else."""
         return UnitOfWork(
-            self.engine, outbox=self.outbox, inbox=self.inbox, on_commit=self._wake_relay
+            self.engine,
+            outbox=self.outbox,
+            inbox=self.inbox,
+            on_commit=self._wake_relay,
+            may_publish=self.publishes,
         )
 
     def _wake_relay(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -191,7 +208,7 @@ class ServiceRuntime:
             self._relay.committed(rows)
 
     def build_broker(self) -> RabbitBroker:
-        """The broker with every subscriber registered (also used to generate AsyncAPI docs)."""
+        """The broker with every subscriber registered."""
         broker = RabbitBroker(
             self.settings.amqp_url,
             app_id=self.name,
@@ -308,28 +325,30 @@ class ServiceRuntime:
 
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """What makes one service: its schema, its handlers, its HTTP routes and background
-    jobs. Its `main.py` names one; `build`, `app`, `docs_app` and `main` do the rest."""
+    """What makes one service: its name (its participant in the saga declarations), its
+    schema, a handler for each of its declared queues, its HTTP routes and background jobs.
+    Its `main.py` names one; `build`, `app` and `main` do the rest."""
 
     name: str
-    description: str
     module: str
     settings: type[RuntimeSettings]
     metadata: MetaData
     migrations: Path
-    subscriptions: Callable[[Faults], Sequence[Subscription]]
-    publishes: Sequence[type[Any]] = ()
+    #: The subscriptions, made from the settings (demo faults, keys) when the service starts.
+    subscriptions: Callable[[RuntimeSettings], Sequence[Subscription]]
     routes: Sequence[BaseRoute] = ()
     background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
 
     def build(self, settings: RuntimeSettings | None = None) -> ServiceRuntime:
         settings = settings or self.settings()
+        subscriptions = self.subscriptions(settings)
+        check_subscriptions(self.name, subscriptions)
         return ServiceRuntime(
             name=self.name,
             settings=settings,
             metadata=self.metadata,
             migrations=self.migrations,
-            subscriptions=self.subscriptions(settings.fault_plan()),
+            subscriptions=subscriptions,
             routes=self.routes,
             background=self.background,
         )
@@ -338,27 +357,32 @@ class ServiceDefinition:
         """The ASGI application (a uvicorn factory: built when the server starts)."""
         return self.build().asgi()
 
-    def docs_app(self) -> Any:
-        """What the service reads and publishes, for `python -m saga_log.docs`."""
-        from saga_log.docs import asyncapi_app
-
-        return asyncapi_app(
-            self.name,
-            description=self.description,
-            consumers=[s.consumer for s in self.subscriptions(Faults())],
-            publishes=self.publishes,
-        )
-
     def main(self) -> None:
         settings = self.settings()
         serve(f"{self.module}:app", settings)
 
 
+def check_subscriptions(service: str, subscriptions: Sequence[Subscription]) -> None:
+    """A service handles exactly the queues the declarations give it, each once."""
+    declared = {c.queue for c in CONSUMERS if c.service == service}
+    handled = [s.consumer.queue for s in subscriptions]
+    foreign = sorted(q for q in handled if q not in declared)
+    missing = sorted(declared - set(handled))
+    twice = sorted({q for q in handled if handled.count(q) > 1})
+    problems = [
+        *(f"{q} is not a queue of {service} in the saga declarations" for q in foreign),
+        *(f"no handler for the declared queue {q}" for q in missing),
+        *(f"{q} has two handlers" for q in twice),
+    ]
+    if problems:
+        raise ValueError(
+            f"the {service} service does not match its declaration: " + "; ".join(problems)
+        )
+
+
 def serve(app_factory: str, settings: RuntimeSettings) -> None:
     """Run a service's ASGI factory (`"pkg.module:app"`) under uvicorn until SIGTERM."""
     import uvicorn
-
-    from saga_log import logs
 
     logs.configure(settings.log_level)
     uvicorn.run(
@@ -369,3 +393,16 @@ def serve(app_factory: str, settings: RuntimeSettings) -> None:
         log_config=None,
         lifespan="on",
     )
+
+
+async def repeatedly(job: Callable[[], Awaitable[bool]], *, interval: float, what: str) -> None:
+    """Run `job` every `interval` seconds until cancelled (a background job's loop); while
+    it returns True (there is more to do) run it again at once. A failure is logged and the
+    job tried again at the next interval."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await job():
+                pass
+        except Exception:
+            log.exception(f"{what} failed; trying again at the next interval")

@@ -6,9 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "saga_messages_total",
-    "Messages a consumer finished with, by message type and outcome "
+    "Messages a consumer finished with, by saga type, message type and outcome "
     "(handled, duplicate, retried, parked, dead_lettered).",
-    ["service", "queue", "type", "outcome"],
+    ["service", "queue", "saga", "type", "outcome"],
 )
 RETRIES = Counter(
     "saga_retries_total", "Deliveries sent to a retry delay queue.", ["service", "queue"]
@@ -35,7 +35,7 @@ OUTBOX_LAG = Gauge(
 )
 SAGA_SECONDS = Histogram(
     "saga_duration_seconds",
-    "Time from a saga's start to its terminal event, by outcome.",
-    ["service", "outcome"],
+    "Time from a saga's start to its terminal event, by saga type and outcome.",
+    ["service", "saga", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600),
 )

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from saga_log.db import async_url
+from saga_log.runtime.database import async_url
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('alembic-migrations'))"
 
@@ -111,8 +111,8 @@ def drop_runtime_tables_v1() -> None:
 
 
 def create_cancellation_table_v1() -> None:
-    """`cancelled_sagas` as first released (saga_log.cancellation), for the services that
-    refuse late events of a cancelled saga."""
+    """`cancelled_sagas` as first released (the order saga's only), for the services that
+    refuse late events of a cancelled saga. New services start at `_v2`."""
     op.create_table(
         "cancelled_sagas",
         sa.Column("order_id", sa.String(64), primary_key=True),
@@ -123,11 +123,48 @@ def create_cancellation_table_v1() -> None:
     )
 
 
+def create_cancellation_table_v2() -> None:
+    """`cancelled_sagas` keyed by saga type and id (saga_log.runtime.cancellation)."""
+    op.create_table(
+        "cancelled_sagas",
+        sa.Column("saga_type", sa.String(64), nullable=False),
+        sa.Column("saga_id", sa.String(64), nullable=False),
+        sa.Column("reason", sa.String(128), nullable=False),
+        sa.Column(
+            "cancelled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("saga_type", "saga_id"),
+    )
+
+
+def upgrade_cancellation_table_v1_to_v2() -> None:
+    """A `_v1` table's rows were all order sagas': they keep their ids, typed `order`."""
+    op.alter_column("cancelled_sagas", "order_id", new_column_name="saga_id")
+    op.add_column(
+        "cancelled_sagas",
+        sa.Column("saga_type", sa.String(64), nullable=False, server_default="order"),
+    )
+    op.alter_column("cancelled_sagas", "saga_type", server_default=None)
+    op.drop_constraint("cancelled_sagas_pkey", "cancelled_sagas", type_="primary")
+    op.create_primary_key("cancelled_sagas_pkey", "cancelled_sagas", ["saga_type", "saga_id"])
+
+
+def downgrade_cancellation_table_v2_to_v1() -> None:
+    op.drop_constraint("cancelled_sagas_pkey", "cancelled_sagas", type_="primary")
+    op.execute("DELETE FROM cancelled_sagas WHERE saga_type <> 'order'")
+    op.drop_column("cancelled_sagas", "saga_type")
+    op.alter_column("cancelled_sagas", "saga_id", new_column_name="order_id")
+    op.create_primary_key("cancelled_sagas_pkey", "cancelled_sagas", ["order_id"])
+
+
 __all__: list[Any] = [
     "alembic_config",
     "create_cancellation_table_v1",
+    "create_cancellation_table_v2",
     "create_runtime_tables_v1",
+    "downgrade_cancellation_table_v2_to_v1",
     "drop_runtime_tables_v1",
     "run_env",
     "upgrade",
+    "upgrade_cancellation_table_v1_to_v2",
 ]

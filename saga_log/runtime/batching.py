@@ -1,0 +1,142 @@
+"""Group commit: the deliveries a consumer has in hand when it is free are handled in one
+transaction (one inbox insert for all, the handler on the whole batch in saga order, one
+outbox insert, one commit, one fsync), then acked.
+
+Each consumer runs one batch at a time, even a batch of one: what arrives while a
+transaction runs makes the next batch, so batches grow with load and a lone message waits
+for nothing. A batch that fails in any way is rolled back whole and its messages take the
+one-message path, each with its own retries, parking and dead letters: a batch changes
+how many transactions there are, never what any message does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from saga_log.runtime.subscription import Received
+
+log = logging.getLogger(__name__)
+
+
+class HandleAlone(Exception):
+    """A batch met something only one-by-one handling can place (a failed compensation
+    whose message is not known)."""
+
+
+@dataclass
+class Pending:
+    """A decoded delivery in hand, waiting for its transaction."""
+
+    raw: AbstractIncomingMessage
+    received: Received[Any]
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Outcome:
+    """What one committed transaction did with its deliveries."""
+
+    handled: list[Pending]
+    duplicates: list[Pending]
+    parked: list[Pending]
+    emitted: list[str]
+
+
+class Transactor(Protocol):
+    """What group commit needs of the delivery path (`delivery.DeliveryHandler`)."""
+
+    async def transact(self, batch: Sequence[Pending]) -> Outcome: ...
+
+    async def settle(self, raw: AbstractIncomingMessage, message: Any = None) -> None: ...
+
+    def account(self, outcome: Outcome, *, batch: int) -> None: ...
+
+    def received(self, raw: AbstractIncomingMessage, message: Any) -> Received[Any]: ...
+
+
+@dataclass
+class _Waiting:
+    pending: Pending
+    #: True once acked with its batch; False: it takes the one-message path.
+    settled: asyncio.Future[bool]
+
+
+class GroupCommit:
+    """Batches the deliveries of one consumer; see the module docstring."""
+
+    def __init__(self, delivery: Transactor, size: int, *, queue: str = "") -> None:
+        self._delivery = delivery
+        self._size = size
+        self._queue = queue
+        self._waiting: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def join(self, raw: AbstractIncomingMessage, message: Any) -> None:
+        """Join the next batch; if the batch fails, take the one-message path."""
+        waiting = _Waiting(
+            Pending(raw, self._delivery.received(raw, message)),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._waiting.append(waiting)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"{self._queue}-batch")
+        # Shielded: a delivery task cancelled at shutdown must not cancel its whole batch;
+        # what the batch does not ack, RabbitMQ redelivers.
+        if not await asyncio.shield(waiting.settled):
+            await self._delivery.settle(raw, message)
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._size]
+                del self._waiting[: len(batch)]
+                committed = False
+                try:
+                    committed = await self._run(batch)
+                finally:
+                    for waiting in batch:
+                        if not waiting.settled.done():
+                            waiting.settled.set_result(committed)
+        finally:
+            for waiting in self._waiting:
+                if not waiting.settled.done():
+                    waiting.settled.set_result(False)
+            self._waiting.clear()
+
+    async def _run(self, batch: list[_Waiting]) -> bool:
+        if len(batch) == 1:
+            # Nothing to share: the one-message path at once, so that a failure goes
+            # straight to its retry instead of being run a second time.
+            only = batch[0].pending
+            await self._delivery.settle(only.raw, only.received.message)
+            return True
+        pending = [waiting.pending for waiting in batch]
+        try:
+            outcome = await self._delivery.transact(pending)
+        except Exception as exc:
+            if not isinstance(exc, HandleAlone):
+                log.info(
+                    "batch failed; its messages are handled one by one",
+                    extra={"queue": self._queue, "size": len(batch), "error": repr(exc)},
+                )
+            return False
+        await self._ack(pending)
+        self._delivery.account(outcome, batch=len(batch))
+        return True
+
+    async def _ack(self, batch: Sequence[Pending]) -> None:
+        acks = await asyncio.gather(*(p.raw.ack() for p in batch), return_exceptions=True)
+        for ack in acks:
+            if isinstance(ack, BaseException):
+                # Committed but not acked: RabbitMQ redelivers it and the inbox absorbs it.
+                log.warning(
+                    "ack failed after commit; the redelivery will be a duplicate",
+                    extra={"queue": self._queue, "error": repr(ack)},
+                )

@@ -1,0 +1,52 @@
+"""A service's own database: its engine, and creating it on a fresh machine."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def async_url(url: str) -> str:
+    """`url` with the asyncpg driver, whichever PostgreSQL scheme it was given with."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An engine with a pool. Connections are not pinged before use (a round trip per
+    unit of work): one that died with a restarted PostgreSQL fails its unit of work, which
+    is retried like any infrastructure error, and the pool replaces it."""
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database that `url` names if it does not exist yet (a fresh machine).
+
+    Connects to the server's `postgres` database to do it; a race with another process
+    creating it at the same moment is harmless.
+    """
+    parsed = make_url(url)
+    dsn = dict(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+    )
+    try:
+        conn = await asyncpg.connect(database=parsed.database, **dsn)
+    except asyncpg.InvalidCatalogNameError:
+        admin = await asyncpg.connect(database="postgres", **dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{parsed.database}"')
+            log.info("created database", extra={"database": parsed.database})
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await conn.close()

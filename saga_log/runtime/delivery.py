@@ -1,0 +1,273 @@
+"""How a service handles a delivery: decode, deduplicate, handle, commit, ack.
+
+The ack comes only after the local transaction has committed. What cannot commit is
+never lost (see `holding`): a body that can never be valid is dead-lettered with a reason;
+any other failure (the database is down, the broker hiccups, a bug) is retried after a
+delay, and parked for an operator when the budget is spent. Business failures are not
+exceptions: a handler answers them with an event.
+
+`transact` is the one transaction both paths share: a single delivery (here) and a batch
+of deliveries (`batching`, group commit) claim their inbox keys, run the handler, park
+what a failed compensation leaves, and commit, in the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitBroker
+
+from contracts import CompensationFailed, InvalidMessage, decode
+from saga_log.runtime import metrics
+from saga_log.runtime.batching import GroupCommit, HandleAlone, Outcome, Pending
+from saga_log.runtime.fault_plan import FaultPlan
+from saga_log.runtime.holding import ROUTING_KEY_HEADER, Holding, Stats, attempt, fields
+from saga_log.runtime.retry import RetryPolicy
+from saga_log.runtime.subscription import Delivery, Received, Subscription
+from saga_log.runtime.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class DeliveryHandler:
+    """Handles the deliveries of one subscription; see the module docstring."""
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        *,
+        broker: RabbitBroker,
+        unit_of_work: UnitOfWorkFactory,
+        retry_policy: RetryPolicy,
+        service: str,
+        publish_timeout: float = 10.0,
+        retry_budget: int | None = None,
+        fault_plan: FaultPlan | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        self.subscription = subscription
+        self.consumer = subscription.consumer
+        self.service = service
+        self._unit_of_work = unit_of_work
+        self._faults = fault_plan or FaultPlan()
+        self.stats = Stats()
+        self.holding = Holding(
+            self.consumer,
+            broker=broker,
+            service=service,
+            retry_policy=retry_policy,
+            budget=retry_policy.max_attempts if retry_budget is None else retry_budget,
+            publish_timeout=publish_timeout,
+            stats=self.stats,
+        )
+        self._batches = (
+            GroupCommit(self, batch_size, queue=self.consumer.queue) if batch_size > 1 else None
+        )
+
+    async def handle(self, raw: AbstractIncomingMessage) -> None:
+        """Handle `raw` and settle it: acked once its work committed (in a batch, or alone)."""
+        message = self.decode_or_none(raw)
+        if self._batches is not None and message is not None:
+            await self._batches.join(raw, message)
+            return
+        await self.settle(raw, message)
+
+    async def settle(self, raw: AbstractIncomingMessage, message: Any = None) -> None:
+        """The one-message path: handle `raw` in a transaction of its own, then ack it; nack
+        it, as a last resort, if even re-routing it failed."""
+        try:
+            await self._handle(raw, message)
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # we are being stopped: RabbitMQ redelivers what was not acked
+            # Re-routing failed too (the broker is going away; aiormq cancels its pending
+            # publishes then). Requeued: if the channel lives it comes back now, else
+            # RabbitMQ redelivers it once we reconnect. The delivery limit bounds the loop.
+            log.warning(
+                "could not settle message; left to RabbitMQ to redeliver",
+                extra={**fields(raw, self.holding), "error": repr(exc)},
+            )
+            with contextlib.suppress(Exception):
+                await raw.nack(requeue=True)
+        else:
+            await raw.ack()
+
+    async def _handle(self, raw: AbstractIncomingMessage, message: Any) -> None:
+        if message is None:
+            try:
+                message = decode(self._model(raw), raw.body)
+            except InvalidMessage as exc:
+                await self.holding.reject(raw, exc, self.subscription.on_invalid)
+                return
+        pending = Pending(raw, self.received(raw, message))
+        try:
+            outcome = await self.transact([pending])
+        except Exception as exc:
+            await self.holding.retry_later(raw, pending.received, exc)
+            return
+        self.account(outcome, batch=1)
+
+    async def transact(self, batch: Sequence[Pending]) -> Outcome:
+        """Handle `batch` in one transaction: claim, handle, park failed compensations,
+        commit. Raises (having rolled back) if anything fails."""
+        queue = self.consumer.queue
+        # Saga order: every transaction takes its sagas' locks in one order, so two never
+        # wait for each other in a cycle. Stable: one saga's messages keep their order.
+        ordered = sorted(batch, key=lambda p: p.received.saga_id)
+        async with self._unit_of_work() as uow:
+            uow.restrict(self.consumer.emits)
+            fresh, duplicates = await self._claim(uow, ordered)
+            for pending in fresh:
+                await self._faults.before_handling(queue, attempt(pending.raw))
+            if fresh:
+                await self.subscription.handler(uow, [p.received for p in fresh])
+            parked = await self._park_failed_compensations(fresh, uow)
+            self._faults.crash_point("before_commit", queue)
+            await uow.commit()
+            self._faults.crash_point("after_commit", queue)
+        handled = [p for p in fresh if p not in parked]
+        return Outcome(handled, duplicates, parked, [event.type for event in uow.pending])
+
+    async def _claim(
+        self, uow: UnitOfWork, ordered: Sequence[Pending]
+    ) -> tuple[list[Pending], list[Pending]]:
+        """Insert the batch's inbox keys in one statement: (fresh, duplicates)."""
+        keys = [claim_key(p.received.message_id, p.raw) for p in ordered]
+        claimed = await uow.claim_many(
+            self.consumer.queue,
+            [
+                (key, type(p.received.message).__name__)
+                for key, p in zip(keys, ordered, strict=True)
+            ],
+        )
+        fresh: list[Pending] = []
+        duplicates: list[Pending] = []
+        for key, pending in zip(keys, ordered, strict=True):
+            if key in claimed:
+                claimed.discard(key)  # the same message twice in a batch is claimed once
+                fresh.append(pending)
+            else:
+                duplicates.append(pending)
+        return fresh, duplicates
+
+    async def _park_failed_compensations(
+        self, fresh: Sequence[Pending], uow: UnitOfWork
+    ) -> list[Pending]:
+        """A failed compensation stops the chain: its message waits on the parking queue
+        to be redriven once the cause is fixed (see `claim_key`). Parked before the commit
+        that records it as handled: a crash in between parks it again (a copy the operator
+        tools fold), never not at all."""
+        by_id = {p.received.message_id: p for p in fresh}
+        parked: list[Pending] = []
+        for failure in uow.pending:
+            if not isinstance(failure, CompensationFailed):
+                continue
+            pending = by_id.get(failure.causation_id) or (fresh[0] if len(fresh) == 1 else None)
+            if pending is None:
+                raise HandleAlone(failure.causation_id)
+            await self.holding.park(
+                pending.raw, pending.received, f"{failure.step} failed: {failure.error}", 0
+            )
+            parked.append(pending)
+        return parked
+
+    def account(self, outcome: Outcome, *, batch: int) -> None:
+        """Count and log what a committed transaction did."""
+        now = time.perf_counter()
+        seconds = metrics.HANDLER_SECONDS.labels(self.service, self.consumer.queue)
+        for pending in outcome.duplicates:
+            self.stats.duplicates += 1
+            self.holding.count("duplicate", pending.received.message)
+            log.info("duplicate message ignored", extra=self._log_fields(pending))
+        for pending in outcome.handled:
+            self.stats.handled += 1
+            self.holding.count("handled", pending.received.message)
+            seconds.observe(now - pending.started)
+        if log.isEnabledFor(logging.INFO):
+            for pending in outcome.handled:
+                log.info(
+                    "message handled",
+                    extra={
+                        **self._log_fields(pending),
+                        "batch": batch,
+                        "emitted": outcome.emitted if batch == 1 else None,
+                        "ms": round(1000 * (now - pending.started), 2),
+                    },
+                )
+
+    def _log_fields(self, pending: Pending) -> dict[str, Any]:
+        return {
+            **fields(pending.raw, self.holding),
+            "message_id": pending.received.message_id,
+            "saga_id": pending.received.saga_id,
+        }
+
+    def decode_or_none(self, raw: AbstractIncomingMessage) -> Any:
+        """The message in `raw`, or None if it is not valid (the one-message path says why)."""
+        try:
+            return decode(self._model(raw), raw.body)
+        except InvalidMessage:
+            return None
+
+    def received(self, raw: AbstractIncomingMessage, message: Any) -> Received[Any]:
+        headers = raw.headers or {}
+        return Received(
+            message=message,
+            message_id=message.inbox_key(),
+            delivery=Delivery(
+                routing_key=str(headers.get(ROUTING_KEY_HEADER) or raw.routing_key or ""),
+                headers=headers,
+                received_at=datetime.now(UTC),
+                redelivered=bool(raw.redelivered),
+            ),
+        )
+
+    def _model(self, raw: AbstractIncomingMessage) -> type[Any]:
+        messages = self.consumer.messages
+        if len(messages) == 1:
+            return messages[0]
+        # Retries come back through the default exchange, so the routing key is no guide;
+        # the AMQP type property and the body's `type` are.
+        name = raw.type or _peek_type(raw.body)
+        for model in messages:
+            if model.type_name() == name:
+                return model
+        accepted = ", ".join(m.__name__ for m in messages)
+        raise InvalidMessage(
+            f"unexpected message type {name[:128] if name else name!r}: "
+            f"{self.consumer.queue} accepts {accepted}"
+        )
+
+
+def claim_key(message_id: str, raw: AbstractIncomingMessage) -> str:
+    """The inbox key of a delivery: its message id, except for a message an operator
+    redrove from a parking queue, which must run again (its first run may have been
+    recorded, as a failed compensation is); each redrive is a run of its own."""
+    headers = raw.headers or {}
+    source = str(headers.get("saga-redriven-from", ""))
+    if source.endswith(".parked"):
+        at = headers.get("saga-redriven-at", "")
+        return f"{message_id}|redriven:{at.decode() if isinstance(at, bytes) else at}"
+    return message_id
+
+
+def _peek_type(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
