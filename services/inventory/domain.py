@@ -8,22 +8,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from contracts import (
-    STEP_ERRORS,
     Event,
+    Faults,
     InventoryReleased,
+    InventoryReleaseFailed,
     InventoryReserved,
     InventoryReserveFailed,
     PaymentDebited,
-    SagaCompensationFailed,
-    Step,
     transaction_id,
 )
-from saga_log.faults import Faults
 
 #: A cancellation's compensation never fails on purpose: it is not one of the sample's steps.
 NO_FAULTS = Faults()
 
 SERVICE = "inventory"
+RESERVE_INVENTORY = "ReserveInventory"
+RELEASE_INVENTORY = "ReleaseInventory"
 RESERVE = "Reserve"
 RELEASE = "Release"
 
@@ -40,7 +40,7 @@ class InventoryTransaction:
 
 
 def reserve(
-    payment: PaymentDebited, *, now: datetime, faults: Faults
+    payment: PaymentDebited, *, causation_id: str, now: datetime, faults: Faults
 ) -> tuple[InventoryTransaction, InventoryReserved | InventoryReserveFailed]:
     """ReserveInventory: write the Reserve listing the order's item ids; fail afterwards if
     a fault says so."""
@@ -51,15 +51,15 @@ def reserve(
         transaction_type=RESERVE,
         transaction_date=now,
     )
-    causation_id = str(payment.message_id)
     event: InventoryReserved | InventoryReserveFailed
-    if faults.fails(Step.RESERVE_INVENTORY, payment.order_id):
+    error = faults.error(RESERVE_INVENTORY, payment.order_id)
+    if error is not None:
         event = InventoryReserveFailed.caused_by(
             causation_id,
             producer=SERVICE,
             order_id=payment.order_id,
             transaction_id=reservation.transaction_id,
-            error=STEP_ERRORS[Step.RESERVE_INVENTORY],
+            error=error,
         )
     else:
         event = InventoryReserved.caused_by(
@@ -93,15 +93,16 @@ def release(
         transaction_type=RELEASE,
         transaction_date=now,
     )
-    if faults.fails(Step.RELEASE_INVENTORY, order_id):
-        return released, SagaCompensationFailed.caused_by(
+    error = faults.error(RELEASE_INVENTORY, order_id)
+    if error is not None:
+        return released, InventoryReleaseFailed.caused_by(
             causation_id,
             producer=SERVICE,
             order_id=order_id,
-            step=Step.RELEASE_INVENTORY,
-            error=STEP_ERRORS[Step.RELEASE_INVENTORY],
+            step=RELEASE_INVENTORY,
+            error=error,
             cause=cause,
-            transaction_id=released.transaction_id,
+            transaction_id=str(released.transaction_id),
         )
     return released, InventoryReleased.caused_by(
         causation_id,
@@ -109,4 +110,16 @@ def release(
         order_id=order_id,
         transaction_id=released.transaction_id,
         cause=cause,
+    )
+
+
+def refused_late(order_id: str, *, causation_id: str) -> InventoryReleased:
+    """A debit arrived after its saga was cancelled: nothing is reserved, and the answer
+    says so, so that the debit gets refunded."""
+    return InventoryReleased.caused_by(
+        causation_id,
+        producer=SERVICE,
+        order_id=order_id,
+        transaction_id=None,
+        cause="OrderCancelled",
     )

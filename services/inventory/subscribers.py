@@ -1,25 +1,18 @@
-"""Which handler reads which queue of `contracts.topology` (thin: the runtime decodes)."""
+"""Which handler reads which of the inventory service's declared queues."""
 
 from functools import partial
 
-from contracts import (
-    InventoryReleased,
-    InventoryReserved,
-    InventoryReserveFailed,
-    MessageParked,
-    SagaCompensationFailed,
-    consumer,
-)
-from saga_log import Faults, Subscription
+from contracts import consumer
+from saga_log.runtime import RuntimeSettings, Subscription
 from services.inventory import handlers
 
 
-def subscriptions(faults: Faults) -> list[Subscription]:
+def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
+    faults = settings.fault_plan()
     return [
         Subscription(
             consumer("inventory", "reserve_inventory"),
             partial(handlers.reserve_inventory, faults=faults),
-            batch_handler=partial(handlers.reserve_inventories, faults=faults),
         ),
         Subscription(
             consumer("inventory", "release_inventory"),
@@ -27,15 +20,3 @@ def subscriptions(faults: Faults) -> list[Subscription]:
         ),
         Subscription(consumer("inventory", "cancel_reservation"), handlers.cancel_reservation),
     ]
-
-
-#: The events this service publishes (for its AsyncAPI document).
-PUBLISHES = (
-    InventoryReserved,
-    InventoryReserveFailed,
-    InventoryReleased,
-    SagaCompensationFailed,
-    MessageParked,
-)
-
-DESCRIPTION = "The inventory service: ReserveInventory and its compensation ReleaseInventory."

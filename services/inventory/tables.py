@@ -3,8 +3,7 @@
 from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from saga_log import add_runtime_tables
-from saga_log.cancellation import add_cancellation_table
+from saga_log.runtime import add_cancellation_table, add_runtime_tables
 
 metadata = MetaData()
 

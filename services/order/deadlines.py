@@ -2,23 +2,17 @@
 
 A saga is overdue when it has heard nothing for longer than the step timeout (a service is
 down, a message was parked) or when it has run longer than the saga deadline. The order
-service then ends it (OrderFailed, order Pending) and publishes SagaCancelled, on which every
-service compensates what it did and refuses what comes late.
+service then ends it (OrderFailed, order Pending) and publishes OrderCancelled, on which
+every service compensates what it did and refuses what comes late.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
-
-from saga_log import ServiceRuntime, UnitOfWork
-from saga_log.metrics import SAGA_SECONDS
-from services.order import domain
-from services.order.domain import OrderStatus, SagaOutcome
-from services.order.tables import order_sagas, orders
+from saga_log.runtime import ServiceRuntime, UnitOfWork, metrics, repeatedly
+from services.order import domain, store
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +24,16 @@ DEADLINE_EXCEEDED = "SagaDeadlineExceeded"
 async def watch_deadlines(runtime: ServiceRuntime) -> None:
     """Cancel overdue sagas, every `deadline_check_interval` seconds, until cancelled."""
     settings = runtime.settings
-    while True:
-        await asyncio.sleep(settings.deadline_check_interval)
-        try:
-            while (
-                await cancel_overdue(
-                    runtime.unit_of_work(),
-                    step_timeout=timedelta(seconds=settings.step_timeout),
-                    saga_deadline=timedelta(seconds=settings.saga_deadline),
-                )
-                == BATCH
-            ):
-                pass
-        except Exception:
-            log.exception("deadline check failed; trying again at the next interval")
+
+    async def check() -> bool:
+        cancelled = await cancel_overdue(
+            runtime.unit_of_work(),
+            step_timeout=timedelta(seconds=settings.step_timeout),
+            saga_deadline=timedelta(seconds=settings.saga_deadline),
+        )
+        return cancelled == BATCH
+
+    await repeatedly(check, interval=settings.deadline_check_interval, what="deadline check")
 
 
 async def cancel_overdue(
@@ -52,49 +42,28 @@ async def cancel_overdue(
     """Cancel up to BATCH overdue sagas in one transaction; returns how many."""
     now = datetime.now(UTC)
     async with uow:
-        rows = (
-            await uow.connection.execute(
-                select(order_sagas.c.order_id, order_sagas.c.started_at, order_sagas.c.updated_at)
-                .where(
-                    order_sagas.c.outcome == SagaOutcome.RUNNING,
-                    or_(
-                        order_sagas.c.started_at < now - saga_deadline,
-                        order_sagas.c.updated_at < now - step_timeout,
-                    ),
-                )
-                .order_by(order_sagas.c.updated_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        for row in rows:
-            expired = row.started_at < now - saga_deadline
+        overdue = await store.overdue_sagas(
+            uow, now=now, step_timeout=step_timeout, saga_deadline=saga_deadline, limit=BATCH
+        )
+        for order_id, started_at, updated_at in overdue:
+            expired = started_at < now - saga_deadline
             reason = DEADLINE_EXCEEDED if expired else STEP_TIMED_OUT
-            waited = (now - (row.started_at if expired else row.updated_at)).total_seconds()
-            await uow.connection.execute(
-                update(order_sagas)
-                .where(order_sagas.c.order_id == row.order_id)
-                .values(outcome=SagaOutcome.FAILED, cause=reason, updated_at=func.now())
-            )
-            await uow.connection.execute(
-                update(orders)
-                .where(orders.c.order_id == row.order_id)
-                .values(order_status=OrderStatus.PENDING)
-            )
+            waited = (now - (started_at if expired else updated_at)).total_seconds()
+            await store.cancel_saga(uow, order_id, reason)
             uow.publish(
                 *domain.cancel_saga(
-                    row.order_id,
+                    order_id,
                     reason=reason,
                     waited_seconds=waited,
-                    causation_id=f"deadline:{row.order_id}",
+                    causation_id=f"deadline:{order_id}",
                 )
             )
             log.warning(
                 "saga cancelled",
-                extra={"order_id": row.order_id, "reason": reason, "waited_s": round(waited, 3)},
+                extra={"order_id": order_id, "reason": reason, "waited_s": round(waited, 3)},
             )
-            SAGA_SECONDS.labels("order", "cancelled").observe(
-                (now - row.started_at).total_seconds()
+            metrics.SAGA_SECONDS.labels("order", "order", "cancelled").observe(
+                (now - started_at).total_seconds()
             )
         await uow.commit()
-    return len(rows)
+    return len(overdue)

@@ -12,23 +12,24 @@ from enum import StrEnum
 from typing import Any
 
 from contracts import (
-    STEP_ERRORS,
     Event,
+    Faults,
     InvalidMessage,
+    OrderCancelled,
     OrderCreated,
     OrderCreateFailed,
     OrderFailed,
     OrderItem,
     OrderRejected,
+    OrderStatusUpdated,
+    OrderStatusUpdateFailed,
     OrderSucceeded,
     PlaceOrder,
-    SagaCancelled,
-    SagaCompensationFailed,
-    Step,
 )
-from saga_log.faults import Faults
 
 SERVICE = "order"
+PROCESS_ORDER = "ProcessOrder"
+UPDATE_ORDER_STATUS = "UpdateOrderStatus"
 _ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -63,12 +64,10 @@ def process_order(command: PlaceOrder, *, causation_id: str, faults: Faults) -> 
         items=[item.model_dump(mode="json") for item in command.items],
     )
     event: Event
-    if faults.fails(Step.PROCESS_ORDER, command.order_id):
+    error = faults.error(PROCESS_ORDER, command.order_id)
+    if error is not None:
         event = OrderCreateFailed.caused_by(
-            causation_id,
-            producer=SERVICE,
-            order_id=command.order_id,
-            error=STEP_ERRORS[Step.PROCESS_ORDER],
+            causation_id, producer=SERVICE, order_id=command.order_id, error=error
         )
     else:
         event = OrderCreated.caused_by(
@@ -103,28 +102,35 @@ def reject_order(body: bytes, error: InvalidMessage) -> OrderRejected | None:
 
 def update_order_status(
     order_id: str, *, cause: str, causation_id: str, faults: Faults
-) -> SagaCompensationFailed | None:
+) -> OrderStatusUpdateFailed | None:
     """UpdateOrderStatus: the order goes to Pending; returns the failure notification if
     the step then fails on purpose, else None (the saga has been fully compensated)."""
-    if not faults.fails(Step.UPDATE_ORDER_STATUS, order_id):
+    error = faults.error(UPDATE_ORDER_STATUS, order_id)
+    if error is None:
         return None
-    return SagaCompensationFailed.caused_by(
+    return OrderStatusUpdateFailed.caused_by(
         causation_id,
         producer=SERVICE,
         order_id=order_id,
-        step=Step.UPDATE_ORDER_STATUS,
-        error=STEP_ERRORS[Step.UPDATE_ORDER_STATUS],
+        step=UPDATE_ORDER_STATUS,
+        error=error,
         cause=cause,
-        transaction_id=None,
+    )
+
+
+def status_updated(order_id: str, *, causation_id: str) -> OrderStatusUpdated:
+    """UpdateOrderStatus ran after its saga had ended (a redrive): say so, end nothing."""
+    return OrderStatusUpdated.caused_by(
+        causation_id, producer=SERVICE, order_id=order_id, order_status=OrderStatus.PENDING
     )
 
 
 def cancel_saga(
     order_id: str, *, reason: str, waited_seconds: float, causation_id: str
-) -> tuple[SagaCancelled, OrderFailed]:
+) -> tuple[OrderCancelled, OrderFailed]:
     """The order service gives up on a saga that had no outcome in time: every service
-    compensates (SagaCancelled) and the saga ends failed, its order Pending."""
-    cancelled = SagaCancelled.caused_by(
+    compensates (OrderCancelled) and the saga ends failed, its order Pending."""
+    cancelled = OrderCancelled.caused_by(
         causation_id,
         producer=SERVICE,
         order_id=order_id,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from saga_log.service import ServiceDefinition
+from saga_log.runtime import ServiceDefinition
 from services.order import api, deadlines, subscribers, tables
 from services.order.config import Settings
 
@@ -10,15 +10,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 SERVICE = ServiceDefinition(
     name="order",
-    description=subscribers.DESCRIPTION,
     module=__name__,
     settings=Settings,
     metadata=tables.metadata,
     migrations=MIGRATIONS,
     subscriptions=subscribers.subscriptions,
-    publishes=subscribers.PUBLISHES,
     routes=api.routes,
     background=[deadlines.watch_deadlines],
 )
 
-build, app, docs_app, main = SERVICE.build, SERVICE.app, SERVICE.docs_app, SERVICE.main
+build, app, main = SERVICE.build, SERVICE.app, SERVICE.main

@@ -4,7 +4,7 @@ and the runtime's outbox and inbox."""
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from saga_log import add_runtime_tables
+from saga_log.runtime import add_runtime_tables
 
 metadata = MetaData()
 

@@ -1,1 +1,2 @@
-"""The payment service: ProcessPayment and its compensation, ProcessRefund."""
+"""The payment service: both sagas' payments. Orders: ProcessPayment and its compensation
+ProcessRefund. Fares: ChargeFare and its compensation RefundFare."""

@@ -1,5 +1,6 @@
-"""The payment service's rules: ProcessPayment (a Debit) and its compensation
-ProcessRefund (a Credit copying the Debit, amount negated). Pure: no I/O."""
+"""The payment service's rules for orders: ProcessPayment (a Debit) and its compensation
+ProcessRefund (a Credit copying the Debit, amount negated). Pure: no I/O. (Fares:
+services.payment.fares.)"""
 
 from __future__ import annotations
 
@@ -10,23 +11,23 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from contracts import (
-    STEP_ERRORS,
     Event,
+    Faults,
     OrderCreated,
     OrderItem,
     PaymentDebited,
     PaymentDebitFailed,
     PaymentRefunded,
-    SagaCompensationFailed,
-    Step,
+    PaymentRefundFailed,
     transaction_id,
 )
-from saga_log.faults import Faults
 
 #: A cancellation's compensation never fails on purpose: it is not one of the sample's steps.
 NO_FAULTS = Faults()
 
 SERVICE = "payment"
+PROCESS_PAYMENT = "ProcessPayment"
+PROCESS_REFUND = "ProcessRefund"
 MERCHANT_ID = "merch1"
 DEBIT = "Debit"
 CREDIT = "Credit"
@@ -52,7 +53,7 @@ def order_total(items: Iterable[OrderItem]) -> Decimal:
 
 
 def debit(
-    order: OrderCreated, *, now: datetime, faults: Faults
+    order: OrderCreated, *, causation_id: str, now: datetime, faults: Faults
 ) -> tuple[Payment, PaymentDebited | PaymentDebitFailed]:
     """ProcessPayment: write the Debit; fail afterwards if a fault says so."""
     payment = Payment(
@@ -64,18 +65,19 @@ def debit(
         transaction_date=now,
     )
     event: PaymentDebited | PaymentDebitFailed
-    if faults.fails(Step.PROCESS_PAYMENT, order.order_id):
+    error = faults.error(PROCESS_PAYMENT, order.order_id)
+    if error is not None:
         event = PaymentDebitFailed.caused_by(
-            str(order.message_id),
+            causation_id,
             producer=SERVICE,
             order_id=order.order_id,
             transaction_id=payment.transaction_id,
             amount=payment.payment_amount,
-            error=STEP_ERRORS[Step.PROCESS_PAYMENT],
+            error=error,
         )
     else:
         event = PaymentDebited.caused_by(
-            str(order.message_id),
+            causation_id,
             producer=SERVICE,
             order_id=order.order_id,
             transaction_id=payment.transaction_id,
@@ -112,15 +114,16 @@ def refund(
         payment_type=CREDIT,
         transaction_date=now,
     )
-    if faults.fails(Step.PROCESS_REFUND, order_id):
-        return credit, SagaCompensationFailed.caused_by(
+    error = faults.error(PROCESS_REFUND, order_id)
+    if error is not None:
+        return credit, PaymentRefundFailed.caused_by(
             causation_id,
             producer=SERVICE,
             order_id=order_id,
-            step=Step.PROCESS_REFUND,
-            error=STEP_ERRORS[Step.PROCESS_REFUND],
+            step=PROCESS_REFUND,
+            error=error,
             cause=cause,
-            transaction_id=credit.transaction_id,
+            transaction_id=str(credit.transaction_id),
         )
     return credit, PaymentRefunded.caused_by(
         causation_id,

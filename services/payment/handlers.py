@@ -1,108 +1,208 @@
-"""One function per message the payment service reacts to (see services.order.handlers).
+"""One function per queue of the payment service, each taking a batch of messages (see
+services.order.handlers). The payment service owns both sagas' payments: the order saga's
+Debit and Credit, and the fare saga's charge and refund.
 
-Each takes the saga's lock first, so that a cancellation and a late event of the same saga,
-handled at the same moment in two processes, run one after the other.
+Each takes its sagas' locks first, so that a cancellation and a late event of the same
+saga, handled at the same moment in two processes, run one after the other.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
-from contracts import Event, InventoryReleased, OrderCreated, PaymentDebitFailed, SagaCancelled
-from saga_log import Faults, UnitOfWork
-from saga_log.cancellation import mark_cancelled, split_cancelled
-from services.payment import domain
-from services.payment.tables import cancelled_sagas, payments
+from contracts import (
+    FARE,
+    ORDER,
+    CustomerAccountCreditFailed,
+    Event,
+    FareCancelled,
+    FareRegistered,
+    Faults,
+    FieldCipher,
+    InventoryReleased,
+    OrderCancelled,
+    OrderCreated,
+    PaymentDebitFailed,
+)
+from saga_log.runtime import (
+    Batch,
+    Received,
+    UnitOfWork,
+    mark_cancelled,
+    one_by_one,
+    split_cancelled,
+)
+from services.payment import domain, fares, store
+from services.payment.tables import cancelled_sagas
 
 log = logging.getLogger(__name__)
 
 
-async def debit_payment(
-    uow: UnitOfWork, event: OrderCreated, message_id: str, *, faults: Faults
-) -> None:
-    """ProcessPayment: debit the order's total (never for a cancelled saga)."""
-    await debit_payments(uow, [(event, message_id, uow.delivery)], faults=faults)
+# --- the order saga ------------------------------------------------------------------
 
 
-async def debit_payments(
-    uow: UnitOfWork, batch: Sequence[tuple[OrderCreated, str, Any]], *, faults: Faults
-) -> None:
-    """`debit_payment` for a batch of sagas, in three statements whatever its size."""
+async def debit_payment(uow: UnitOfWork, batch: Batch[OrderCreated], *, faults: Faults) -> None:
+    """ProcessPayment: debit each order's total (never for a cancelled saga), in three
+    statements whatever the batch's size."""
     live, _ = await split_cancelled(
-        uow, cancelled_sagas, batch, late="OrderCreated after the saga was cancelled: not debited"
+        uow,
+        cancelled_sagas,
+        batch,
+        saga_type=ORDER.name,
+        late="OrderCreated after the saga was cancelled: not debited",
     )
     written = []
-    for event, _, _ in live:
-        payment, outcome = domain.debit(event, now=datetime.now(UTC), faults=faults)
+    for received in live:
+        payment, outcome = domain.debit(
+            received.message,
+            causation_id=received.message_id,
+            now=datetime.now(UTC),
+            faults=faults,
+        )
         written.append(payment)
         uow.publish(outcome)
-    await _write(uow, *written)
+    await store.write_payments(uow, *written)
 
 
 async def refund_payment(
-    uow: UnitOfWork,
-    event: PaymentDebitFailed | InventoryReleased,
-    message_id: str,
-    *,
-    faults: Faults,
+    uow: UnitOfWork, batch: Batch[PaymentDebitFailed | InventoryReleased], *, faults: Faults
 ) -> None:
     """ProcessRefund, the compensation of ProcessPayment: credit back the stored Debit."""
-    await uow.lock_saga(event.order_id)
+    await one_by_one(uow, batch, partial(_refund_payment, faults=faults))
+
+
+async def _refund_payment(
+    uow: UnitOfWork, received: Received[PaymentDebitFailed | InventoryReleased], *, faults: Faults
+) -> None:
+    event = received.message
+    await uow.lock_saga(received.saga_id)
     cause = event.error if isinstance(event, PaymentDebitFailed) else event.cause
-    _, outcome = await _refund(uow, event.order_id, cause, message_id, faults)
+    _, outcome = await _refund(uow, received, cause, faults)
     uow.publish(outcome)
 
 
-async def cancel_payment(uow: UnitOfWork, event: SagaCancelled, message_id: str) -> None:
-    """The saga was cancelled: refund its Debit if there is one, and apply no later Debit."""
-    await uow.lock_saga(event.order_id)
-    await mark_cancelled(uow, cancelled_sagas, event.order_id, event.reason)
-    credit, outcome = await _refund(
-        uow, event.order_id, f"SagaCancelled: {event.reason}", message_id, domain.NO_FAULTS
+async def cancel_payment(uow: UnitOfWork, batch: Batch[OrderCancelled]) -> None:
+    """The order saga was cancelled: refund its Debit if there is one; debit nothing later."""
+    await one_by_one(uow, batch, _cancel_payment)
+
+
+async def _cancel_payment(uow: UnitOfWork, received: Received[OrderCancelled]) -> None:
+    event = received.message
+    await uow.lock_saga(received.saga_id)
+    await mark_cancelled(
+        uow, cancelled_sagas, saga_type=ORDER.name, saga_id=event.order_id, reason=event.reason
     )
+    cause = f"OrderCancelled: {event.reason}"
+    credit, outcome = await _refund(uow, received, cause, domain.NO_FAULTS)
     if credit is not None:
         uow.publish(outcome)
 
 
 async def _refund(
-    uow: UnitOfWork, order_id: str, cause: str, causation_id: str, faults: Faults
+    uow: UnitOfWork, received: Received[Any], cause: str, faults: Faults
 ) -> tuple[domain.Payment | None, Event]:
-    """Credit back the saga's stored Debit (call with the saga's lock held); returns the Credit
-    written (None if there was no Debit) and the outcome to publish."""
+    """Credit back the saga's stored Debit (call with the saga's lock held); returns the
+    Credit written (None if there was no Debit) and the outcome to publish."""
+    order_id = received.saga_id
     credit, outcome = domain.refund(
-        await _debit_of(uow, order_id),
+        await store.debit_of(uow, order_id),
         order_id=order_id,
         cause=cause,
-        causation_id=causation_id,
+        causation_id=received.message_id,
         now=datetime.now(UTC),
         faults=faults,
     )
     if credit is not None:
-        await _write(uow, credit)
+        await store.write_payments(uow, credit)
     return credit, outcome
 
 
-async def _debit_of(uow: UnitOfWork, order_id: str) -> domain.Payment | None:
-    row = (
-        await uow.connection.execute(
-            select(payments).where(
-                payments.c.order_id == order_id, payments.c.payment_type == domain.DEBIT
-            )
-        )
-    ).first()
-    return domain.Payment(**row._mapping) if row is not None else None
+# --- the fare saga -------------------------------------------------------------------
 
 
-async def _write(uow: UnitOfWork, *written: domain.Payment) -> None:
-    # The transaction id is deterministic: a write repeated for any reason is a no-op.
-    if written:
-        await uow.connection.execute(
-            insert(payments).on_conflict_do_nothing(), [asdict(payment) for payment in written]
+async def charge_fare(
+    uow: UnitOfWork, batch: Batch[FareRegistered], *, faults: Faults, cipher: FieldCipher
+) -> None:
+    """ChargeFare: authorise each fare's card, then capture the fare (never for a cancelled
+    saga). The card is opened from its sealed fields, used, and forgotten."""
+    live, _ = await split_cancelled(
+        uow,
+        cancelled_sagas,
+        batch,
+        saga_type=FARE.name,
+        late="FareRegistered after the fare was cancelled: not charged",
+    )
+    written = []
+    for received in live:
+        fare = received.message
+        charge, outcome = fares.charge(
+            fare, _card(fare, cipher), causation_id=received.message_id, faults=faults
         )
+        written.append(charge)
+        uow.publish(outcome)
+    await store.write_charges(uow, *written)
+
+
+def _card(fare: FareRegistered, cipher: FieldCipher) -> fares.Card | None:
+    if fare.cc is None:
+        return None
+    opened = [
+        cipher.open(value, context=f"{fare.fareId}|{name}") if value is not None else ""
+        for name, value in (("cc", fare.cc), ("expiryDate", fare.expiryDate), ("cvv", fare.cvv))
+    ]
+    return fares.Card(*opened)
+
+
+async def refund_fare(
+    uow: UnitOfWork, batch: Batch[CustomerAccountCreditFailed], *, faults: Faults
+) -> None:
+    """RefundFare, the compensation of ChargeFare: refund the captured charge."""
+    await one_by_one(uow, batch, partial(_refund_fare, faults=faults))
+
+
+async def _refund_fare(
+    uow: UnitOfWork, received: Received[CustomerAccountCreditFailed], *, faults: Faults
+) -> None:
+    event = received.message
+    await uow.lock_saga(received.saga_id)
+    _, outcome = await _refund_charge(uow, received, event.customerId, event.error, faults)
+    uow.publish(outcome)
+
+
+async def cancel_fare_charge(uow: UnitOfWork, batch: Batch[FareCancelled]) -> None:
+    """The fare saga was cancelled: refund its charge if one was captured; charge nothing
+    later."""
+    await one_by_one(uow, batch, _cancel_fare_charge)
+
+
+async def _cancel_fare_charge(uow: UnitOfWork, received: Received[FareCancelled]) -> None:
+    event = received.message
+    await uow.lock_saga(received.saga_id)
+    await mark_cancelled(
+        uow, cancelled_sagas, saga_type=FARE.name, saga_id=event.fareId, reason=event.reason
+    )
+    cause = f"FareCancelled: {event.reason}"
+    refunded, outcome = await _refund_charge(uow, received, "", cause, domain.NO_FAULTS)
+    if refunded is not None:
+        uow.publish(outcome)
+
+
+async def _refund_charge(
+    uow: UnitOfWork, received: Received[Any], customer_id: str, cause: str, faults: Faults
+) -> tuple[fares.FareCharge | None, Event]:
+    """Refund the fare's captured charge (call with the saga's lock held); returns the
+    charge refunded now (None if nothing was) and the outcome to publish."""
+    refunded, outcome = fares.refund(
+        await store.charge_of(uow, received.saga_id),
+        fare_id=received.saga_id,
+        customer_id=customer_id,
+        cause=cause,
+        causation_id=received.message_id,
+        faults=faults,
+    )
+    if refunded is not None and not await store.mark_refunded(uow, refunded):
+        return None, outcome  # refunded meanwhile: undone once is enough
+    return refunded, outcome

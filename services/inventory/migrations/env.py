@@ -1,6 +1,6 @@
 from alembic import context
 
-from saga_log.migrations import run_env
+from saga_log.runtime import run_env
 from services.inventory.tables import metadata
 
 run_env(context, metadata)

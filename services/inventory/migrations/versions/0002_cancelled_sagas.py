@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from saga_log.migrations import create_cancellation_table_v1
+from saga_log.runtime import create_cancellation_table_v1
 
 revision = "0002"
 down_revision = "0001"

@@ -1,0 +1,167 @@
+"""The order service's SQL, set-wise: each statement takes many sagas at once and says the
+rule it keeps in its docstring. Called by the handlers inside their unit of work."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import TextClause, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
+
+from saga_log.runtime import UnitOfWork
+from services.order.domain import Order, OrderStatus, SagaOutcome
+from services.order.tables import order_sagas, orders
+
+_IDS = bindparam("ids", type_=ARRAY(TEXT))
+
+
+async def insert_new_orders(uow: UnitOfWork, placed: Sequence[Order]) -> set[str]:
+    """Store the orders not stored yet and start their sagas; returns the ids stored now.
+    An order_id seen before starts nothing (the primary key decides, no look-up)."""
+    if not placed:
+        return set()
+    inserted = await uow.connection.execute(
+        insert(orders).on_conflict_do_nothing().returning(orders.c.order_id),
+        [asdict(order) for order in placed],
+    )
+    new = {row[0] for row in inserted}
+    if new:
+        await uow.connection.execute(
+            insert(order_sagas),
+            [{"order_id": order_id, "outcome": SagaOutcome.RUNNING} for order_id in sorted(new)],
+        )
+    return new
+
+
+async def set_pending(uow: UnitOfWork, order_ids: Iterable[str]) -> set[str]:
+    """Set the orders Pending (UpdateOrderStatus); returns the ids of the orders that exist."""
+    updated = await uow.connection.execute(
+        update(orders)
+        .where(orders.c.order_id == func.any(bindparam("ids", list(order_ids), type_=ARRAY(TEXT))))
+        .values(order_status=OrderStatus.PENDING)
+        .returning(orders.c.order_id)
+    )
+    return {row[0] for row in updated}
+
+
+async def touch_sagas(uow: UnitOfWork, order_ids: Sequence[str]) -> None:
+    """The sagas progressed: the step timeout measures from `updated_at`."""
+    if order_ids:
+        await uow.connection.execute(_TOUCH_SAGAS, {"ids": list(order_ids)})
+
+
+async def record_transactions(
+    uow: UnitOfWork, column: str, name: str, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Remember (order_id, transaction_id) of kind `name` in `column`, and that each saga
+    progressed. One saga twice is harmless: its transaction id is derived from it."""
+    order_ids, transaction_ids = zip(*pairs, strict=True)
+    await uow.connection.execute(
+        _record_statement(column),
+        {"name": name, "ids": list(order_ids), "transactions": list(transaction_ids)},
+    )
+
+
+async def succeed_sagas(
+    uow: UnitOfWork, order_ids: Sequence[str]
+) -> list[tuple[str, datetime, str]]:
+    """End the running sagas among `order_ids` as succeeded: (order_id, started_at,
+    order_status) of each one ended now. The guard on `running` ends a saga once, however
+    many events race to conclude it."""
+    if not order_ids:
+        return []
+    rows = await uow.connection.execute(_SUCCEED_SAGAS, {"ids": sorted(order_ids)})
+    return [(str(order_id), started, str(status)) for order_id, started, status in rows]
+
+
+async def fail_saga(
+    uow: UnitOfWork,
+    order_id: str,
+    *,
+    cause: str | None,
+    failed_compensation: str | None = None,
+    compensation_error: str | None = None,
+) -> tuple[datetime, str] | None:
+    """End the saga as failed if it is running: (started_at, order_status), or None if it
+    had ended (the guard on `running` ends a saga once)."""
+    concluded = await uow.connection.execute(
+        update(order_sagas)
+        .where(order_sagas.c.order_id == order_id, order_sagas.c.outcome == SagaOutcome.RUNNING)
+        .values(
+            outcome=SagaOutcome.FAILED,
+            cause=cause,
+            failed_compensation=failed_compensation,
+            compensation_error=compensation_error,
+            updated_at=func.now(),
+        )
+        .returning(order_sagas.c.started_at)
+    )
+    started_at = concluded.scalar()
+    if started_at is None:
+        return None
+    status = await uow.connection.scalar(
+        select(orders.c.order_status).where(orders.c.order_id == order_id)
+    )
+    return started_at, str(status)
+
+
+async def overdue_sagas(
+    uow: UnitOfWork, *, now: datetime, step_timeout: timedelta, saga_deadline: timedelta, limit: int
+) -> list[tuple[str, datetime, datetime]]:
+    """Running sagas silent past the step timeout or older than the deadline, locked for
+    this transaction (another replica skips them): (order_id, started_at, updated_at)."""
+    rows = await uow.connection.execute(
+        select(order_sagas.c.order_id, order_sagas.c.started_at, order_sagas.c.updated_at)
+        .where(
+            order_sagas.c.outcome == SagaOutcome.RUNNING,
+            or_(
+                order_sagas.c.started_at < now - saga_deadline,
+                order_sagas.c.updated_at < now - step_timeout,
+            ),
+        )
+        .order_by(order_sagas.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [(row.order_id, row.started_at, row.updated_at) for row in rows]
+
+
+async def cancel_saga(uow: UnitOfWork, order_id: str, reason: str) -> None:
+    """End a saga as failed by cancellation, its order Pending (call with its row locked)."""
+    await uow.connection.execute(
+        update(order_sagas)
+        .where(order_sagas.c.order_id == order_id)
+        .values(outcome=SagaOutcome.FAILED, cause=reason, updated_at=func.now())
+    )
+    await set_pending(uow, [order_id])
+
+
+_TOUCH_SAGAS = text(
+    "UPDATE order_sagas SET updated_at = now() WHERE order_id = ANY(:ids)"
+).bindparams(_IDS)
+
+_SUCCEED_SAGAS = text(
+    f"""
+    UPDATE order_sagas SET outcome = '{SagaOutcome.SUCCEEDED}', cause = NULL,
+        failed_compensation = NULL, compensation_error = NULL, updated_at = now()
+    WHERE order_id = ANY(:ids) AND outcome = '{SagaOutcome.RUNNING}'
+    RETURNING order_id, started_at,
+        (SELECT order_status FROM orders WHERE orders.order_id = order_sagas.order_id)
+    """
+).bindparams(_IDS)
+
+
+@functools.cache
+def _record_statement(column: str) -> TextClause:
+    # `column` is one of two names from the handlers' table of kinds, never input.
+    return text(
+        f"""
+        UPDATE order_sagas
+        SET updated_at = now(), {column} = {column} || jsonb_build_object(:name, t.transaction_id)
+        FROM unnest(:ids, :transactions) AS t(order_id, transaction_id)
+        WHERE order_sagas.order_id = t.order_id
+        """
+    ).bindparams(_IDS, bindparam("transactions", type_=ARRAY(TEXT)), bindparam("name", type_=TEXT))
