@@ -1,0 +1,1 @@
+"""The accounting service: CreditCustomerAccount (the fare saga's last forward step)."""

@@ -1,0 +1,3 @@
+from services.fare.main import main
+
+main()

@@ -1,0 +1,21 @@
+"""Which handler reads which of the fare service's declared queues (the runtime decodes)."""
+
+from functools import partial
+
+from contracts import consumer
+from saga_log.runtime import RuntimeSettings, Subscription
+from services.fare import domain, handlers
+
+
+def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
+    cipher = settings.field_cipher()
+    return [
+        Subscription(
+            consumer("fare", "register_fare"),
+            partial(handlers.register_fare, cipher=cipher),
+            on_invalid=domain.reject_fare,
+        ),
+        Subscription(consumer("fare", "fail_fare"), handlers.fail_fare),
+        Subscription(consumer("fare", "conclude_fare"), handlers.conclude_fare),
+        Subscription(consumer("fare", "record_charge"), handlers.record_charge),
+    ]
