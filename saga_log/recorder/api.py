@@ -1,8 +1,9 @@
 """The saga history's HTTP API and web page.
 
-GET /sagas?status=&limit=&offset=   the sagas, newest first, with counts per status
-GET /sagas/{saga_id}                one saga: its derived state and its ordered timeline
-GET /                               the web page (saga_log/recorder/web)
+GET /sagas?type=&status=&limit=&offset=  the sagas, newest first, with counts per status
+GET /sagas/{saga_id}[?type=]             one saga: its state, timeline and flow
+GET /saga-types                          every declared saga's flow, for drawing
+GET /                                    the web page (saga_log/recorder/web)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from contracts import SAGAS, SAGAS_BY_NAME
 from saga_log.recorder.state import STATUSES, in_order
 from saga_log.recorder.tables import saga_events, sagas
 
@@ -36,13 +38,26 @@ def _shown_status(cutoff: datetime) -> ColumnElement[str]:
     return case((_stuck(cutoff), "stuck"), else_=sagas.c.status)
 
 
+def _saga_type(request: Request) -> str | None:
+    saga_type = request.query_params.get("type") or None
+    if saga_type is not None and saga_type not in SAGAS_BY_NAME:
+        raise ValueError(
+            f"unknown saga type {saga_type[:64]!r}; use one of {', '.join(SAGAS_BY_NAME)}"
+        )
+    return saga_type
+
+
 async def list_sagas(request: Request) -> JSONResponse:
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
         return JSONResponse(
-            {"error": f"unknown status {status!r}; use one of {', '.join(STATUSES)}"},
+            {"error": f"unknown status {status[:64]!r}; use one of {', '.join(STATUSES)}"},
             status_code=400,
         )
+    try:
+        saga_type = _saga_type(request)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
     try:
         limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
         offset = max(int(request.query_params.get("offset", 0)), 0)
@@ -50,7 +65,8 @@ async def list_sagas(request: Request) -> JSONResponse:
         return JSONResponse({"error": "limit and offset must be integers"}, status_code=400)
     cutoff = datetime.now(UTC) - _deadline(request)
     shown = _shown_status(cutoff)
-    where: list[ColumnElement[bool]] = []
+    of_type: list[ColumnElement[bool]] = [sagas.c.saga_type == saga_type] if saga_type else []
+    where: list[ColumnElement[bool]] = list(of_type)
     if status == "stuck":
         where.append(_stuck(cutoff))
     elif status == "running":
@@ -61,7 +77,7 @@ async def list_sagas(request: Request) -> JSONResponse:
     async with engine.connect() as connection:
         counts = {name: 0 for name in STATUSES}
         for name, count in (
-            await connection.execute(select(shown, func.count()).group_by(shown))
+            await connection.execute(select(shown, func.count()).where(*of_type).group_by(shown))
         ).all():
             counts[name] = count
         total = await connection.scalar(select(func.count()).select_from(sagas).where(*where))
@@ -69,7 +85,9 @@ async def list_sagas(request: Request) -> JSONResponse:
             await connection.execute(
                 select(sagas, shown.label("shown_status"))
                 .where(*where)
-                .order_by(sagas.c.started_at.desc().nulls_last(), sagas.c.saga_id)
+                .order_by(
+                    sagas.c.started_at.desc().nulls_last(), sagas.c.saga_id, sagas.c.saga_type
+                )
                 .limit(limit)
                 .offset(offset)
             )
@@ -77,6 +95,8 @@ async def list_sagas(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "counts": {**counts, "total": sum(counts.values())},
+            "type": saga_type,
+            "types": [saga.name for saga in SAGAS],
             "total": total,
             "limit": limit,
             "offset": offset,
@@ -87,22 +107,37 @@ async def list_sagas(request: Request) -> JSONResponse:
 
 async def get_saga(request: Request) -> JSONResponse:
     saga_id = request.path_params["saga_id"]
+    try:
+        saga_type = _saga_type(request)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
     cutoff = datetime.now(UTC) - _deadline(request)
     engine = request.app.state.runtime.engine
     async with engine.connect() as connection:
-        row = (
+        found = (
             await connection.execute(
                 select(sagas, _shown_status(cutoff).label("shown_status")).where(
-                    sagas.c.saga_id == saga_id
+                    sagas.c.saga_id == saga_id,
+                    *([sagas.c.saga_type == saga_type] if saga_type else []),
                 )
             )
-        ).first()
-        if row is None:
+        ).all()
+        if not found:
             return JSONResponse({"error": "saga not found", "saga_id": saga_id}, status_code=404)
+        if len(found) > 1:
+            types = sorted(row._mapping["saga_type"] for row in found)
+            return JSONResponse(
+                {"error": "several sagas have this id: say which with ?type=", "types": types},
+                status_code=409,
+            )
+        row = found[0]
         events = (
             await connection.execute(
                 select(saga_events)
-                .where(saga_events.c.saga_id == saga_id)
+                .where(
+                    saga_events.c.saga_id == saga_id,
+                    saga_events.c.saga_type == row._mapping["saga_type"],
+                )
                 .order_by(
                     func.coalesce(saga_events.c.occurred_at, saga_events.c.received_at),
                     saga_events.c.received_at,
@@ -111,13 +146,20 @@ async def get_saga(request: Request) -> JSONResponse:
         ).all()
     saga = {**row._mapping["state"], **_summary(row._mapping)}
     timeline = in_order(dict(e._mapping) for e in events)
-    return JSONResponse({"saga": saga, "timeline": [_event(e) for e in timeline]})
+    flow = SAGAS_BY_NAME[saga["saga_type"]].flow()
+    return JSONResponse({"saga": saga, "timeline": [_event(e) for e in timeline], "flow": flow})
+
+
+async def saga_types(request: Request) -> JSONResponse:
+    """Every declared saga's flow: forward steps, compensations beneath, edges."""
+    return JSONResponse({"types": [saga.flow() for saga in SAGAS]})
 
 
 def _summary(row: Any) -> dict[str, Any]:
     state = row["state"]
     return {
         "saga_id": row["saga_id"],
+        "saga_type": row["saga_type"],
         "status": row["shown_status"],
         "current_step": row["current_step"],
         "started_at": _iso(row["started_at"]),
@@ -127,6 +169,7 @@ def _summary(row: Any) -> dict[str, Any]:
         "cause": row["cause"],
         "attention": row["attention"],
         "event_count": row["event_count"],
+        "expecting": state.get("expecting", []),
     }
 
 
@@ -156,5 +199,6 @@ routes = [
     Route("/", index),
     Route("/sagas", list_sagas),
     Route("/sagas/{saga_id}", get_saga),
+    Route("/saga-types", saga_types),
     Mount("/static", app=StaticFiles(directory=WEB), name="static"),
 ]

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from saga_log.settings import RuntimeSettings
+from saga_log.runtime import RuntimeSettings
 
 
 class Settings(RuntimeSettings):

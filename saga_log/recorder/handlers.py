@@ -1,63 +1,67 @@
-"""The recorder's handler: keep the event, then re-derive its saga's state (one message at
-a time, or a batch in a few statements)."""
+"""The recorder's handler: keep each event, then re-derive its saga's state, for a whole
+batch in a few statements."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from contracts import SagaMessage
-from saga_log.db import Delivery, UnitOfWork
 from saga_log.recorder.state import STATE_FIELDS, derive
 from saga_log.recorder.tables import saga_events, sagas
+from saga_log.runtime import Batch, Received, UnitOfWork
 
 
-async def record_event(uow: UnitOfWork, message: SagaMessage, message_id: str) -> None:
-    """Store the event as it came and the saga's state as its events now say. Never
-    publishes: the history watches the saga, it takes no part in it."""
-    await record_events(uow, [(message, message_id, uow.delivery)])
-
-
-async def record_events(
-    uow: UnitOfWork, batch: Sequence[tuple[SagaMessage, str, Delivery | None]]
-) -> None:
-    """`record_event` for a batch: one insert of all its events, one read of its sagas'
-    events, one upsert of their states. Each saga's state is derived from all its events,
-    whatever order they came in."""
+async def record_event(uow: UnitOfWork, batch: Batch[SagaMessage]) -> None:
+    """Store each event as it came (secret fields masked) and each saga's state as all its
+    events now say, whatever order they came in: one insert of the batch's events, one
+    read of its sagas' events, one upsert of their states. Never publishes: the history
+    watches the sagas, it takes no part in them."""
     if not batch:
         return
-    saga_ids = sorted({message.order_id for message, _, _ in batch})
+    sagas_in_batch = sorted({(r.message.saga_type, r.message.saga_id) for r in batch})
+    saga_ids = sorted({saga_id for _, saga_id in sagas_in_batch})
     # Serialise per saga: two of its events recorded at once must not each derive the
     # state from a history that lacks the other.
     await uow.lock_sagas(saga_ids)
     await uow.connection.execute(
-        insert(saga_events).on_conflict_do_nothing(),
-        [_event_row(message, message_id, delivery) for message, message_id, delivery in batch],
+        insert(saga_events).on_conflict_do_nothing(), [_event_row(r) for r in batch]
     )
+    events = await _events_of(uow, saga_ids)
+    statement = insert(sagas)
+    await uow.connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[sagas.c.saga_type, sagas.c.saga_id],
+            set_={name: statement.excluded[name] for name in _STATE_COLUMNS},
+        ),
+        [_state_row(kind, saga_id, events[(kind, saga_id)]) for kind, saga_id in sagas_in_batch],
+    )
+
+
+async def _events_of(
+    uow: UnitOfWork, saga_ids: list[str]
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
     # Only the payload fields the state is derived from, as text: decoding every stored
     # payload of every saga in the batch was a fifth of the history's CPU.
-    rows = (
-        await uow.connection.execute(
-            select(
-                saga_events.c.saga_id,
-                saga_events.c.type,
-                saga_events.c.occurred_at,
-                saga_events.c.received_at,
-                *(saga_events.c.payload[field].astext.label(field) for field in STATE_FIELDS),
-            ).where(saga_events.c.saga_id == func.any(bindparam("ids", type_=ARRAY(TEXT)))),
-            {"ids": saga_ids},
-        )
-    ).all()
-    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows = await uow.connection.execute(
+        select(
+            saga_events.c.saga_type,
+            saga_events.c.saga_id,
+            saga_events.c.type,
+            saga_events.c.occurred_at,
+            saga_events.c.received_at,
+            *(saga_events.c.payload[field].astext.label(field) for field in STATE_FIELDS),
+        ).where(saga_events.c.saga_id == func.any(bindparam("ids", type_=ARRAY(TEXT)))),
+        {"ids": saga_ids},
+    )
+    events: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         values = row._mapping
-        events[values["saga_id"]].append(
+        events[(values["saga_type"], values["saga_id"])].append(
             {
                 "type": values["type"],
                 "occurred_at": values["occurred_at"],
@@ -65,15 +69,7 @@ async def record_events(
                 "payload": {f: values[f] for f in STATE_FIELDS if values[f] is not None},
             }
         )
-    states = [_state_row(saga_id, events[saga_id]) for saga_id in saga_ids]
-    statement = insert(sagas)
-    await uow.connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[sagas.c.saga_id],
-            set_={name: statement.excluded[name] for name in _STATE_COLUMNS},
-        ),
-        states,
-    )
+    return events
 
 
 _STATE_COLUMNS = (
@@ -89,24 +85,27 @@ _STATE_COLUMNS = (
 )
 
 
-def _event_row(message: SagaMessage, message_id: str, delivery: Delivery | None) -> dict[str, Any]:
+def _event_row(received: Received[SagaMessage]) -> dict[str, Any]:
+    message, delivery = received.message, received.delivery
     return dict(
-        message_id=message_id,
-        saga_id=message.order_id,
+        message_id=received.message_id,
+        saga_type=message.saga_type,
+        saga_id=message.saga_id,
         causation_id=message.causation_id,
         type=message.type,
-        producer=message.producer or ("client" if message.type == "PlaceOrder" else None),
-        routing_key=delivery.routing_key if delivery else None,
+        producer=message.producer,
+        routing_key=delivery.routing_key,
         occurred_at=message.occurred_at,
-        received_at=delivery.received_at if delivery else datetime.now(UTC),
-        payload=message.model_dump(mode="json"),
-        headers=_jsonable_headers(delivery.headers if delivery else {}),
+        received_at=delivery.received_at,
+        payload=message.payload,
+        headers=_jsonable_headers(delivery.headers),
     )
 
 
-def _state_row(saga_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    state = derive(saga_id, events)
+def _state_row(saga_type: str, saga_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    state = derive(saga_type, saga_id, events)
     return dict(
+        saga_type=saga_type,
         saga_id=saga_id,
         status=state.status,
         current_step=state.current_step,
@@ -126,4 +125,4 @@ def _jsonable_headers(headers: Any) -> dict[str, Any]:
     return result
 
 
-__all__ = ["record_event", "record_events"]
+__all__ = ["record_event"]

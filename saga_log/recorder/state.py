@@ -1,42 +1,87 @@
-"""A saga's state, derived from its events alone (pure: no I/O).
+"""A saga's state, derived from its events and its saga's declaration alone (pure: no I/O).
 
-Choreography has no orchestrator to ask where a saga is; its events say it all. Each event
-moves the steps it reports on (ProcessOrder, ProcessPayment, ReserveInventory and the
-compensations ReleaseInventory, ProcessRefund, UpdateOrderStatus), and the saga's status
-follows: running (with its current step), succeeded, failed (compensated), needs
-attention (a compensation failed or a message was parked), or stuck (running, but no event
-for longer than the saga deadline).
+Choreography has no orchestrator to ask where a saga is; its events say it all, read
+through the declaration (`contracts.sagas`): an event that triggers a step starts it, a
+step's success or failure event ends it, a compensation's failure event fails it and needs
+attention. The saga's status follows: running (with its current step and the events it
+expects next), succeeded, failed (compensated), needs attention (a compensation failed or
+a message was parked), or stuck (running, but no event for longer than the saga deadline).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from contracts import COMPENSATION_STEPS, FORWARD_STEPS, Step
+from contracts import MessageParked, Saga, saga_named
 
 STATUSES = ("running", "succeeded", "failed", "needs_attention", "stuck")
 
 #: The payload fields `derive` reads (all text); the rest of a payload never changes a state.
-STATE_FIELDS = ("error", "step", "cause", "queue", "reason", "compensation_error")
+STATE_FIELDS = ("error", "step", "cause", "queue", "reason")
 
-# event type -> what it does to which step
-_TRANSITIONS: dict[str, tuple[tuple[str, Step], ...]] = {
-    "PlaceOrder": (("start", Step.PROCESS_ORDER),),
-    "OrderCreated": (("succeed", Step.PROCESS_ORDER), ("start", Step.PROCESS_PAYMENT)),
-    "OrderCreateFailed": (("fail", Step.PROCESS_ORDER), ("start", Step.UPDATE_ORDER_STATUS)),
-    "PaymentDebited": (("succeed", Step.PROCESS_PAYMENT), ("start", Step.RESERVE_INVENTORY)),
-    "PaymentDebitFailed": (("fail", Step.PROCESS_PAYMENT), ("start", Step.PROCESS_REFUND)),
-    "InventoryReserved": (("succeed", Step.RESERVE_INVENTORY),),
-    "InventoryReserveFailed": (
-        ("fail", Step.RESERVE_INVENTORY),
-        ("start", Step.RELEASE_INVENTORY),
-    ),
-    "InventoryReleased": (("succeed", Step.RELEASE_INVENTORY), ("start", Step.PROCESS_REFUND)),
-    "PaymentRefunded": (("succeed", Step.PROCESS_REFUND), ("start", Step.UPDATE_ORDER_STATUS)),
-}
+
+@dataclass(frozen=True)
+class Reading:
+    """How the history reads one saga's events: derived from its declaration."""
+
+    saga: str
+    start: str
+    #: event type -> what it does to which steps: (("start" | "succeed" | "fail", step), ...)
+    moves: Mapping[str, tuple[tuple[str, str], ...]]
+    #: compensation-failed event type -> the compensation it reports on
+    compensation_failed: Mapping[str, str]
+    failures: frozenset[str]
+    succeeded: str
+    failed: str
+    cancelled: str | None
+    rejected: str | None
+    #: the steps in drawing order: forward steps, then compensations (last undone first)
+    steps: tuple[tuple[str, str], ...]
+    #: step -> the event types that end it
+    expects: Mapping[str, tuple[str, ...]]
+
+
+@functools.cache
+def reading(saga_type: str) -> Reading:
+    """How to read a saga of type `saga_type` (KeyError if none is declared)."""
+    return _reading(saga_named(saga_type))
+
+
+def _reading(saga: Saga) -> Reading:
+    moves: dict[str, list[tuple[str, str]]] = {}
+    for _, step in saga.steps.values():
+        for message in step.on:
+            moves.setdefault(message.type_name(), []).append(("start", step.name))
+        for event in step.succeeded:
+            moves.setdefault(event.type_name(), []).append(("succeed", step.name))
+        for event in step.failed:
+            moves.setdefault(event.type_name(), []).append(("fail", step.name))
+    forward = saga.forward_steps
+    order = {step.name: index for index, step in enumerate(forward)}
+    undo = sorted(saga.compensations, key=lambda s: -order.get(s.compensates or "", 0))
+    return Reading(
+        saga=saga.name,
+        start=saga.starts_with.type_name(),
+        moves={kind: tuple(found) for kind, found in moves.items()},
+        compensation_failed={e.type_name(): s.name for e, s in saga.compensation_failures.items()},
+        failures=frozenset(e.type_name() for _, s in saga.steps.values() for e in s.failed),
+        succeeded=saga.succeeded.type_name(),
+        failed=saga.failed.type_name(),
+        cancelled=saga.cancelled.type_name() if saga.cancelled else None,
+        rejected=saga.rejected.type_name() if saga.rejected else None,
+        steps=(
+            *((s.name, "forward") for s in forward),
+            *((s.name, "compensation") for s in undo),
+        ),
+        expects={
+            name: tuple(e.type_name() for e in step.outcomes)
+            for name, (_, step) in saga.steps.items()
+        },
+    )
 
 
 @dataclass
@@ -64,6 +109,7 @@ class StepState:
 @dataclass
 class SagaState:
     saga_id: str
+    saga_type: str
     status: str = "running"
     current_step: str | None = None
     started_at: datetime | None = None
@@ -73,6 +119,8 @@ class SagaState:
     error: str | None = None
     attention: str | None = None
     event_count: int = 0
+    #: The event types that would move the saga on (what a stuck saga waits for).
+    expecting: list[str] = field(default_factory=list)
     steps: list[StepState] = field(default_factory=list)
 
     @property
@@ -91,8 +139,8 @@ class SagaState:
 
 
 def event_time(event: Mapping[str, Any]) -> datetime:
-    """When an event happened: its own `occurred_at`, else when it was received (the order
-    JSON has no envelope)."""
+    """When an event happened: its own `occurred_at`, else when it was received (a
+    starting command has no envelope)."""
     occurred = event.get("occurred_at")
     if isinstance(occurred, datetime):
         return occurred
@@ -101,8 +149,8 @@ def event_time(event: Mapping[str, Any]) -> datetime:
 
 
 def in_order(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Events in the order they happened. The order JSON has no time of its own and may be
-    received after the events it caused: it counts as happening no later than they did."""
+    """Events in the order they happened. A starting command has no time of its own and may
+    be received after the events it caused: it counts as happening no later than they did."""
     events = list(events)
     earliest = _earliest(events)
     return sorted(events, key=lambda e: (_when(e, earliest), e.get("occurred_at") is not None))
@@ -120,77 +168,89 @@ def _when(event: Mapping[str, Any], earliest: datetime | None) -> datetime:
     return at
 
 
-def derive(saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
-    """The state of saga `saga_id` after `events` (each with type, payload, occurred_at or
-    received_at), whatever order they arrive in."""
-    ordered = in_order(events)
-    earliest = _earliest(ordered)
-    steps: dict[str, StepState] = {
-        str(name): StepState(str(name), "forward") for name in FORWARD_STEPS
-    }
-    steps.update({str(name): StepState(str(name), "compensation") for name in COMPENSATION_STEPS})
-    saga = SagaState(saga_id=saga_id, event_count=len(ordered))
+@dataclass
+class _Derivation:
+    """The working state of one `derive` call."""
+
+    how: Reading
+    saga: SagaState
+    steps: dict[str, StepState]
     terminal: str | None = None
     attention_step: str | None = None
-    cancelled = False
+    cancelled: bool = False
+
+
+def derive(saga_type: str, saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
+    """The state of saga `saga_id` of type `saga_type` after `events` (each with type,
+    payload, occurred_at or received_at), whatever order they arrive in."""
+    how = reading(saga_type)
+    ordered = in_order(events)
+    earliest = _earliest(ordered)
+    work = _Derivation(
+        how=how,
+        saga=SagaState(saga_id=saga_id, saga_type=saga_type, event_count=len(ordered)),
+        steps={name: StepState(name, kind) for name, kind in how.steps},
+    )
     for event in ordered:
-        kind = str(event.get("type"))
-        payload: Mapping[str, Any] = event.get("payload") or {}
         at = _when(event, earliest)
-        saga.started_at = saga.started_at or at
-        saga.last_event_at = at
-        for action, name in _TRANSITIONS.get(kind, ()):
-            _apply(steps[name], action, at, payload.get("error"))
-        if kind in _TRANSITIONS and "Failed" in kind:
-            saga.cause = saga.cause or payload.get("error")
-        if kind == "SagaCompensationFailed":
-            failed = str(payload.get("step"))
-            if failed in steps:
-                _apply(steps[failed], "fail", at, payload.get("error"))
-            saga.attention = f"compensation {failed} failed: {payload.get('error')}"
-            attention_step = failed
-            saga.cause = saga.cause or payload.get("cause")
-        elif kind == "MessageParked":
-            parked = str(payload.get("step"))
-            if parked in steps:
-                steps[parked].status = "parked"
-                steps[parked].error = payload.get("error")
-            saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
-            attention_step = parked
-        elif kind == "SagaCancelled":
-            cancelled = True
-            saga.cause = f"cancelled: {payload.get('reason')}"
-        elif kind == "OrderStatusUpdated":
-            _apply(steps[Step.UPDATE_ORDER_STATUS], "succeed", at, None)
-        elif kind == "OrderRejected":
-            terminal = "OrderFailed"
-            saga.ended_at = at
-            saga.error = "OrderRejected"
-            saga.cause = f"rejected: {payload.get('reason')}"
-            _apply(steps[Step.PROCESS_ORDER], "fail", at, "OrderRejected")
-        elif kind in ("OrderSucceeded", "OrderFailed"):
-            terminal = kind
-            saga.ended_at = at
-            if kind == "OrderFailed":
-                saga.error = payload.get("error") or "SagaFailed"
-                # A cancellation already said why; OrderFailed repeats only its reason.
-                if not cancelled:
-                    saga.cause = payload.get("cause") or saga.cause
-                update = steps[Step.UPDATE_ORDER_STATUS]
-                if update.status == "running" and not payload.get("compensation_error"):
-                    _apply(update, "succeed", at, None)
+        work.saga.started_at = work.saga.started_at or at
+        work.saga.last_event_at = at
+        _read(work, str(event.get("type")), event.get("payload") or {}, at)
+    return _conclude(work)
+
+
+def _read(work: _Derivation, kind: str, payload: Mapping[str, Any], at: datetime) -> None:
+    """What one event does to the steps and the saga."""
+    how, saga, steps = work.how, work.saga, work.steps
+    for action, name in how.moves.get(kind, ()):
+        if action == "succeed" and kind == how.failed and steps[name].status != "running":
+            continue  # the terminal failure ends this step only while it runs
+        _apply(steps[name], action, at, payload.get("error"))
+    if kind in how.failures:
+        saga.cause = saga.cause or payload.get("error")
+    if kind in how.compensation_failed:
+        failed = how.compensation_failed[kind]
+        _apply(steps[failed], "fail", at, payload.get("error"))
+        saga.attention = f"compensation {failed} failed: {payload.get('error')}"
+        work.attention_step = failed
+        saga.cause = saga.cause or payload.get("cause")
+    elif kind == MessageParked.type_name():
+        parked = str(payload.get("step"))
+        if parked in steps:
+            steps[parked].status = "parked"
+            steps[parked].error = payload.get("error")
+        saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
+        work.attention_step = parked
+    elif kind == how.cancelled:
+        work.cancelled = True
+        saga.cause = f"cancelled: {payload.get('reason')}"
+    elif kind == how.rejected:
+        work.terminal, saga.ended_at, saga.error = how.failed, at, kind
+        saga.cause = f"rejected: {payload.get('reason')}"
+        _apply(steps[how.steps[0][0]], "fail", at, kind)
+    elif kind in (how.succeeded, how.failed):
+        work.terminal, saga.ended_at = kind, at
+        if kind == how.failed:
+            saga.error = payload.get("error") or kind
+            if not work.cancelled:  # a cancellation already said why
+                saga.cause = payload.get("cause") or saga.cause
+
+
+def _conclude(work: _Derivation) -> SagaState:
+    saga, steps = work.saga, work.steps
     saga.steps = list(steps.values())
-    if attention_step in steps and steps[attention_step].status == "succeeded":
-        # Redriven after its cause was fixed: the step has since run to completion.
-        saga.attention = None
+    if work.attention_step in steps and steps[work.attention_step].status == "succeeded":
+        saga.attention = None  # redriven after its cause was fixed: the step has since run
     if saga.attention:
         saga.status = "needs_attention"
-    elif terminal == "OrderSucceeded":
+    elif work.terminal == work.how.succeeded:
         saga.status = "succeeded"
-    elif terminal == "OrderFailed":
+    elif work.terminal == work.how.failed:
         saga.status = "failed"
     running = [step for step in saga.steps if step.status == "running"]
-    saga.current_step = running[-1].name if running and terminal is None else None
+    if running and work.terminal is None:
+        saga.current_step = running[-1].name
+        saga.expecting = [e for step in running for e in work.how.expects.get(step.name, ())]
     return saga
 
 

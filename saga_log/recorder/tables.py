@@ -1,9 +1,20 @@
-"""The saga history's database: every event as it came, and each saga's derived state."""
+"""The saga history's database: every event as it came (secret fields masked), and each
+saga's derived state, by saga type and id."""
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from saga_log.tables import add_runtime_tables
+from saga_log.runtime import add_runtime_tables
 
 metadata = MetaData()
 
@@ -11,6 +22,7 @@ saga_events = Table(
     "saga_events",
     metadata,
     Column("message_id", String(255), primary_key=True),
+    Column("saga_type", String(64), nullable=False),
     Column("saga_id", String(64), nullable=False),
     Column("causation_id", String(255)),
     Column("type", String(128), nullable=False),
@@ -26,7 +38,8 @@ saga_events = Table(
 sagas = Table(
     "sagas",
     metadata,
-    Column("saga_id", String(64), primary_key=True),
+    Column("saga_type", String(64), nullable=False),
+    Column("saga_id", String(64), nullable=False),
     Column("status", String(32), nullable=False),
     Column("current_step", String(64)),
     Column("started_at", DateTime(timezone=True)),
@@ -36,8 +49,10 @@ sagas = Table(
     Column("attention", Text),
     Column("event_count", Integer, nullable=False),
     Column("state", JSONB, nullable=False),
+    PrimaryKeyConstraint("saga_type", "saga_id"),
     Index("sagas_status", "status", "last_event_at"),
     Index("sagas_started", "started_at"),
+    Index("sagas_id", "saga_id"),
 )
 
 outbox, inbox = add_runtime_tables(metadata)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from saga_log.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
+from saga_log.runtime import create_runtime_tables_v1, drop_runtime_tables_v1
 
 revision = "0001"
 down_revision = None
