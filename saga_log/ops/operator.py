@@ -19,8 +19,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from contracts import CONSUMERS, Consumer
-from saga_log.consumer import ATTEMPT_HEADER
+from contracts import CONSUMERS, SECRET_FIELDS, Consumer, mask
+from saga_log.ops.client import saga_id_of
+from saga_log.runtime import ATTEMPT_HEADER
 
 PARKED = "parked"
 DEAD = "dlq"
@@ -33,7 +34,7 @@ class HeldMessage:
     queue: str
     work_queue: str
     message_id: str | None
-    order_id: str | None
+    saga_id: str | None
     type: str | None
     reason: str
     held_at: str | None
@@ -45,13 +46,21 @@ class HeldMessage:
             "queue": self.queue,
             "work_queue": self.work_queue,
             "message_id": self.message_id,
-            "order_id": self.order_id,
+            "saga_id": self.saga_id,
             "type": self.type,
             "reason": self.reason,
             "held_at": self.held_at,
             "attempts": self.attempts,
-            "body": self.body.decode("utf-8", "replace"),
+            "body": _shown(self.body),
         }
+
+
+def _shown(body: bytes) -> Any:
+    """A held body as an operator may see it: secret fields masked."""
+    try:
+        return mask(json.loads(body), SECRET_FIELDS)
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", "replace")
 
 
 def holding_queues(kind: str, consumers: Sequence[Consumer] = CONSUMERS) -> dict[str, Consumer]:
@@ -81,21 +90,21 @@ def _held(queue: str, consumer: Consumer, message: AbstractIncomingMessage) -> H
     headers = dict(message.headers or {})
     try:
         body = json.loads(message.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
-    order_id = body.get("order_id") if isinstance(body, dict) else None
-    kind = message.type or (body.get("type") if isinstance(body, dict) else None)
+    found = saga_id_of(body) if isinstance(body, dict) else None
+    kind = message.type or (found[1] if found else None)
     reason = headers.get("saga-last-error") or headers.get("saga-reject-reason") or ""
     held_at = headers.get("saga-parked-at") or headers.get("saga-rejected-at")
     return HeldMessage(
         queue=queue,
         work_queue=consumer.queue,
         message_id=message.message_id,
-        order_id=str(order_id) if order_id is not None else None,
-        type=str(kind) if kind else None,
+        saga_id=found[0] if found else None,
+        type=str(kind)[:128] if kind else None,
         reason=_text(reason),
         held_at=_text(held_at) if held_at else None,
-        attempts=int(str(headers.get(ATTEMPT_HEADER, 0) or 0)),
+        attempts=_count(headers.get(ATTEMPT_HEADER)),
         body=message.body,
     )
 
@@ -162,6 +171,13 @@ async def send_back(
             if not copy:
                 done.append(held)
     return done
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(str(value or 0)), 0)
+    except ValueError:
+        return 0
 
 
 def _text(value: Any) -> str:

@@ -1,15 +1,16 @@
-"""Commands for people: place a sample order and follow it, and read the saga history.
+"""Commands for people: start a sample saga and follow it, and read the saga history.
 
-python -m saga_log order --scenario 2     place a sample order, print its events
-python -m saga_log show <order_id>        one saga's steps and timeline
-python -m saga_log list [--status S]      the sagas, newest first
-python -m saga_log stuck                  running sagas with no event past the deadline
+python -m saga_log order --scenario 2        place a sample order, print its events
+python -m saga_log fare --scenario fail_auth submit a sample fare, print its events
+python -m saga_log show <saga_id>            one saga's steps and timeline
+python -m saga_log list [--type T] [--status S]   the sagas, newest first
+python -m saga_log stuck                     running sagas with no event past the deadline
 
-python -m saga_log parked                 messages parked for an operator
-python -m saga_log redrive --order-id ID  send a saga's parked messages back (cause fixed)
-python -m saga_log dead-letters           messages that could never be valid, and why
-python -m saga_log inspect MESSAGE_ID     one held message in full
-python -m saga_log replay|discard ...     send dead letters back, or drop held messages
+python -m saga_log parked                    messages parked for an operator
+python -m saga_log redrive --saga-id ID      send a saga's parked messages back (cause fixed)
+python -m saga_log dead-letters              messages that could never be valid, and why
+python -m saga_log inspect MESSAGE_ID        one held message in full
+python -m saga_log replay|discard ...        send dead letters back, or drop held messages
 """
 
 from __future__ import annotations
@@ -26,28 +27,52 @@ from typing import Any
 
 import httpx
 
-from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES, SagaWatcher
-from saga_log.operator import DEAD, PARKED, HeldMessage, list_held, send_back
-from saga_log.recorder.state import STATUSES
+from contracts import FARE, ORDER, SAGAS_BY_NAME, Saga
+from contracts.samples import (
+    EXPECTED,
+    FARE_EXPECTED,
+    FARE_SCENARIOS,
+    SCENARIOS,
+    fresh_fare_id,
+    fresh_order_id,
+    sample_fare,
+    sample_order,
+)
+from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.operator import DEAD, PARKED, HeldMessage, list_held, send_back
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def main(argv: list[str] | None = None) -> None:
     # Piped into `head`, a table stops quietly rather than with a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    parser = argparse.ArgumentParser(prog="python -m saga_log", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m saga_log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     order = commands.add_parser("order", help="place a sample order and print its outcome")
     order.add_argument("--scenario", choices=SCENARIOS, default="ok")
     order.add_argument("--order-id", help="use this order_id instead of a fresh one")
     order.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
-    order.add_argument(
-        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
+    order.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     order.add_argument(
         "--order-api",
         default=os.environ.get(
             "ORDER_API_URL", f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8000')}"
+        ),
+    )
+    fare = commands.add_parser("fare", help="submit a sample fare and print its outcome")
+    fare.add_argument("--scenario", choices=FARE_SCENARIOS, default="ok")
+    fare.add_argument("--fare-id", help="use this fareId instead of a fresh one")
+    fare.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
+    fare.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    fare.add_argument(
+        "--fare-api",
+        default=os.environ.get(
+            "FARE_API_URL", f"http://127.0.0.1:{os.environ.get('FARE_HTTP_PORT', '8003')}"
         ),
     )
     history = argparse.ArgumentParser(add_help=False)
@@ -59,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         help="the saga history's HTTP API (SAGA_LOG_URL)",
     )
     show = commands.add_parser("show", parents=[history], help="one saga's steps and timeline")
-    show.add_argument("order_id")
+    show.add_argument("saga_id")
+    show.add_argument("--type", choices=sorted(SAGAS_BY_NAME), help="if two sagas share the id")
     listing = commands.add_parser("list", parents=[history], help="the sagas, newest first")
-    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--type", choices=sorted(SAGAS_BY_NAME), help="only sagas of this type")
+    listing.add_argument("--status", help="running, succeeded, failed, needs_attention or stuck")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
     stuck = commands.add_parser(
@@ -69,12 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     stuck.add_argument("--limit", type=int, default=50)
     broker = argparse.ArgumentParser(add_help=False)
-    broker.add_argument(
-        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
+    broker.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     broker.add_argument("--queue", help="only this work queue (e.g. payment.refund_payment)")
     choose = argparse.ArgumentParser(add_help=False, parents=[broker])
-    choose.add_argument("--order-id", help="only this saga's messages")
+    choose.add_argument(
+        "--saga-id", "--order-id", "--fare-id", dest="saga_id", help="only this saga's messages"
+    )
     choose.add_argument("--message-id", help="only this message")
     choose.add_argument("--all", action="store_true", help="every held message")
     commands.add_parser("parked", parents=[broker], help="messages parked for an operator")
@@ -90,16 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     inspect = commands.add_parser("inspect", parents=[broker], help="one held message in full")
     inspect.add_argument("message_id")
     args = parser.parse_args(argv)
-    if args.command == "order":
-        sys.exit(asyncio.run(_order(args)))
+    if args.command in {"order", "fare"}:
+        sys.exit(asyncio.run(_start(args)))
     if args.command in {"parked", "dead-letters", "redrive", "replay", "discard", "inspect"}:
         sys.exit(asyncio.run(_operate(args)))
     try:
         with httpx.Client(base_url=args.history_url, timeout=10) as http:
             if args.command == "show":
-                sys.exit(_show(http, args.order_id))
+                sys.exit(_show(http, args.saga_id, args.type))
             status = "stuck" if args.command == "stuck" else args.status
-            sys.exit(_list(http, status, args.limit, getattr(args, "offset", 0)))
+            saga_type = getattr(args, "type", None)
+            sys.exit(_list(http, status, saga_type, args.limit, getattr(args, "offset", 0)))
     except httpx.HTTPError as exc:
         print(
             f"the saga history at {args.history_url} is not reachable ({exc}). Is it running "
@@ -124,14 +152,14 @@ async def _operate(args: argparse.Namespace) -> int:
                         return 0
             print(f"no parked or dead-lettered message {args.message_id}", file=sys.stderr)
             return 1
-        if not (args.all or args.order_id or args.message_id or args.queue):
-            print("say which: --order-id, --message-id, --queue or --all", file=sys.stderr)
+        if not (args.all or args.saga_id or args.message_id or args.queue):
+            print("say which: --saga-id, --message-id, --queue or --all", file=sys.stderr)
             return 2
         kind = {"redrive": PARKED, "replay": DEAD}.get(args.command) or args.held
 
         def chosen(message: HeldMessage) -> bool:
             return (
-                (args.order_id is None or message.order_id == args.order_id)
+                (args.saga_id is None or message.saga_id == args.saga_id)
                 and (args.message_id is None or message.message_id == args.message_id)
                 and (args.queue is None or args.queue in (message.queue, message.work_queue))
             )
@@ -143,7 +171,7 @@ async def _operate(args: argparse.Namespace) -> int:
     verb = {"redrive": "redriven", "replay": "replayed", "discard": "discarded"}[args.command]
     for message in done:
         where = "dropped" if args.command == "discard" else f"-> {message.work_queue}"
-        print(f"{verb}: {message.type} {message.message_id} (order {message.order_id}) {where}")
+        print(f"{verb}: {message.type} {message.message_id} (saga {message.saga_id}) {where}")
     print(f"{len(done)} message(s) {verb}")
     return 0 if done else 1
 
@@ -154,10 +182,10 @@ def _print_held(held: list[HeldMessage], kind: str) -> None:
     if not held:
         return
     _table(
-        ["order", "queue", "type", "retries", "since", "message id", "reason"],
+        ["saga", "queue", "type", "retries", "since", "message id", "reason"],
         [
             [
-                m.order_id or "",
+                m.saga_id or "",
                 m.queue,
                 m.type or "",
                 str(m.attempts),
@@ -170,18 +198,24 @@ def _print_held(held: list[HeldMessage], kind: str) -> None:
     )
 
 
-def _show(http: httpx.Client, order_id: str) -> int:
-    response = http.get(f"/sagas/{order_id}")
+def _show(http: httpx.Client, saga_id: str, saga_type: str | None) -> int:
+    response = http.get(f"/sagas/{saga_id}", params={"type": saga_type} if saga_type else {})
     if response.status_code == 404:
-        print(f"no saga {order_id} in the history", file=sys.stderr)
+        print(f"no saga {saga_id} in the history", file=sys.stderr)
         return 1
+    if response.status_code == 409:
+        types = ", ".join(response.json().get("types", []))
+        print(f"several sagas have the id {saga_id} ({types}): add --type", file=sys.stderr)
+        return 2
     response.raise_for_status()
     body = response.json()
     saga = body["saga"]
-    print(f"saga {saga['saga_id']}: {saga['status']}")
+    print(f"{saga['saga_type']} saga {saga['saga_id']}: {saga['status']}")
     for label in ("current_step", "cause", "attention", "started_at", "ended_at"):
         if saga.get(label):
             print(f"  {label:<13} {saga[label]}")
+    if saga.get("expecting"):
+        print(f"  {'expecting':<13} {' or '.join(saga['expecting'])}")
     if saga.get("duration_ms") is not None:
         print(f"  {'duration':<13} {saga['duration_ms']:.1f} ms")
     print()
@@ -204,21 +238,30 @@ def _show(http: httpx.Client, order_id: str) -> int:
     return 0
 
 
-def _list(http: httpx.Client, status: str | None, limit: int, offset: int) -> int:
+def _list(
+    http: httpx.Client, status: str | None, saga_type: str | None, limit: int, offset: int
+) -> int:
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     if status:
         params["status"] = status
+    if saga_type:
+        params["type"] = saga_type
     response = http.get("/sagas", params=params)
+    if response.status_code == 400:
+        print(response.json().get("error", response.text), file=sys.stderr)
+        return 2
     response.raise_for_status()
     body = response.json()
     counts = ", ".join(f"{name} {count}" for name, count in body["counts"].items())
     print(f"sagas: {counts}")
     shown = f" with status {status}" if status else ""
-    print(f"showing {len(body['sagas'])} of {body['total']}{shown}\n")
+    kind = f" {saga_type}" if saga_type else ""
+    print(f"showing {len(body['sagas'])} of {body['total']}{kind} sagas{shown}\n")
     _table(
-        ["saga", "status", "step", "started", "ms", "cause / attention"],
+        ["type", "saga", "status", "step", "started", "ms", "cause / attention"],
         [
             [
+                s["saga_type"],
                 s["saga_id"],
                 s["status"],
                 s["current_step"] or "",
@@ -252,45 +295,60 @@ def _when(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["occurred_at"] or event["received_at"])
 
 
-async def _order(args: argparse.Namespace) -> int:
-    order_id = args.order_id or fresh_order_id(args.scenario)
-    payload = sample_order(args.scenario, order_id=order_id)
-    print(f"placing order {order_id} (scenario {args.scenario}) on {_safe(args.amqp_url)}")
+async def _start(args: argparse.Namespace) -> int:
+    """Start a sample saga, print its events as they come, then what its service shows."""
+    saga: Saga = ORDER if args.command == "order" else FARE
+    if saga is ORDER:
+        saga_id = args.order_id or fresh_order_id(args.scenario)
+        payload: dict[str, Any] = sample_order(args.scenario, order_id=saga_id)
+        expected, api = EXPECTED[args.scenario], f"{args.order_api}/orders/{saga_id}"
+    else:
+        saga_id = args.fare_id or fresh_fare_id()
+        payload = sample_fare(args.scenario, fare_id=saga_id)
+        expected, api = FARE_EXPECTED[args.scenario], f"{args.fare_api}/fares/{saga_id}"
+    print(
+        f"starting {saga.name} saga {saga_id} (scenario {args.scenario}) on {_safe(args.amqp_url)}"
+    )
     try:
         async with SagaWatcher(args.amqp_url) as watcher:
-            await watcher.place(payload)
-            seen = 0
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + args.timeout
-            while True:
-                events = watcher.events(order_id)
-                for event in events[seen:]:
-                    print(f"  {event.get('producer', 'client'):>9}  {_describe(event)}")
-                seen = len(events)
-                if any(event["type"] in TERMINAL_TYPES for event in events):
-                    break
-                if loop.time() > deadline:
-                    print(
-                        f"no outcome after {args.timeout:.0f} s. Are the services running "
-                        "(`make up` or `make dev`)? Their logs say what they are doing.",
-                        file=sys.stderr,
-                    )
-                    return 1
-                with contextlib.suppress(TimeoutError):
-                    await watcher.wait(order_id, timeout=0.2)
+            await watcher.start(saga, payload)
+            if not await _follow(watcher, saga_id, args.timeout):
+                return 1
     except OSError as exc:
         print(f"cannot reach RabbitMQ at {_safe(args.amqp_url)}: {exc}", file=sys.stderr)
         return 2
-    expected = EXPECTED[args.scenario]
-    print(f"expected (SEED_BEHAVIOUR.md with SAGA_FAULTS=seed): {json.dumps(expected)}")
+    print(f"expected (with SAGA_FAULTS=seed): {json.dumps(expected)}")
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            response = await http.get(f"{args.order_api}/orders/{order_id}")
-        print(f"GET /orders/{order_id} -> {response.status_code}")
+            response = await http.get(api)
+        print(f"GET {api} -> {response.status_code}")
         print(json.dumps(response.json(), indent=2))
     except httpx.HTTPError as exc:
-        print(f"order API at {args.order_api} not reachable: {exc}", file=sys.stderr)
+        print(f"{api} not reachable: {exc}", file=sys.stderr)
     return 0
+
+
+async def _follow(watcher: SagaWatcher, saga_id: str, timeout: float) -> bool:
+    """Print the saga's events as they arrive until its terminal one; False on timeout."""
+    seen = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        events = watcher.events(saga_id)
+        for event in events[seen:]:
+            print(f"  {event.get('producer', 'client'):>10}  {_describe(event)}")
+        seen = len(events)
+        if any(event["type"] in TERMINAL_TYPES for event in events):
+            return True
+        if loop.time() > deadline:
+            print(
+                f"no outcome after {timeout:.0f} s. Are the services running "
+                "(`make up` or `make dev`)? Their logs say what they are doing.",
+                file=sys.stderr,
+            )
+            return False
+        with contextlib.suppress(TimeoutError):
+            await watcher.wait(saga_id, timeout=0.2)
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -307,6 +365,10 @@ def _details(event: dict[str, Any]) -> str:
             "transaction_id",
             "amount",
             "order_status",
+            "fareStatus",
+            "chargeToken",
+            "chargeId",
+            "refundId",
             "failed_compensation",
             "compensation_error",
         )

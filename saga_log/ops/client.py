@@ -1,4 +1,4 @@
-"""A client of the saga, for people and tests: place an order, watch its events arrive,
+"""A client of the sagas, for people and tests: start a saga, watch its events arrive,
 wait for its terminal event. Talks to RabbitMQ only, as any client would."""
 
 from __future__ import annotations
@@ -12,16 +12,27 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from contracts import EXCHANGE, TERMINAL_EVENTS, PlaceOrder
+from contracts import EXCHANGE, ORDER, SAGAS, TERMINAL_EVENTS, Saga
 
-TERMINAL_TYPES = {event.model_fields["type"].default for event in TERMINAL_EVENTS}
+TERMINAL_TYPES = {event.type_name() for event in TERMINAL_EVENTS}
+
+
+def saga_id_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(saga id, type) of a message body of any saga, or None if it is none of theirs."""
+    if "type" in body and isinstance(body.get("correlation_id"), str):
+        return body["correlation_id"], str(body["type"])
+    for saga in SAGAS:
+        if isinstance(body.get(saga.id_field), str):
+            return body[saga.id_field], str(body.get("type") or saga.starts_with.type_name())
+    return None
 
 
 class SagaWatcher:
     """Watches every event on `saga.events` through a private, self-deleting queue.
 
-    Use as `async with SagaWatcher(url) as watcher:`; `place` publishes an order (the
-    sample's JSON, no envelope) and `wait` returns the saga's events up to its terminal one.
+    Use as `async with SagaWatcher(url) as watcher:`; `start` publishes a saga's starting
+    command (its JSON, no envelope) and `wait` returns the saga's events up to its terminal
+    one.
     """
 
     def __init__(self, amqp_url: str) -> None:
@@ -55,40 +66,48 @@ class SagaWatcher:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
             body = json.loads(message.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        if not isinstance(body, dict) or "order_id" not in body:
+        found = saga_id_of(body) if isinstance(body, dict) else None
+        if found is None:
             return
-        if "type" not in body:
-            body = {"type": PlaceOrder.__name__, "routing_key": message.routing_key, **body}
+        saga_id, kind = found
+        body = {**body, "type": kind, "routing_key": message.routing_key}
         async with self._changed:
-            self._events[str(body["order_id"])].append(body)
+            self._events[saga_id].append(body)
             self._changed.notify_all()
 
-    async def place(self, order: dict[str, Any], *, message_id: str | None = None) -> None:
-        """Publish `order` as a client would: persistent, confirmed, routing key order.placed."""
+    async def start(
+        self, saga: Saga, payload: dict[str, Any], *, message_id: str | None = None
+    ) -> None:
+        """Publish `payload` as a client starts `saga`: persistent, confirmed, with the
+        starting command's routing key."""
         assert self._exchange is not None, "use SagaWatcher in `async with`"
         await self._exchange.publish(
             aio_pika.Message(
-                json.dumps(order).encode(),
+                json.dumps(payload).encode(),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/json",
                 message_id=message_id,
             ),
-            routing_key=PlaceOrder.routing_key,
+            routing_key=saga.starts_with.routing_key,
             mandatory=True,
         )
 
-    def events(self, order_id: str) -> list[dict[str, Any]]:
-        return list(self._events.get(order_id, ()))
+    async def place(self, order: dict[str, Any], *, message_id: str | None = None) -> None:
+        """Place an order (the order saga's starting command)."""
+        await self.start(ORDER, order, message_id=message_id)
 
-    async def wait(self, order_id: str, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+    def events(self, saga_id: str) -> list[dict[str, Any]]:
+        return list(self._events.get(saga_id, ()))
+
+    async def wait(self, saga_id: str, *, timeout: float = 30.0) -> list[dict[str, Any]]:
         """The saga's events up to and including its terminal one; TimeoutError if it has
-        none after `timeout` seconds (the events seen so far are in `events(order_id)`)."""
+        none after `timeout` seconds (the events seen so far are in `events(saga_id)`)."""
 
         def concluded() -> bool:
-            return any(event["type"] in TERMINAL_TYPES for event in self._events.get(order_id, ()))
+            return any(event["type"] in TERMINAL_TYPES for event in self._events.get(saga_id, ()))
 
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(concluded), timeout)
-        return self.events(order_id)
+        return self.events(saga_id)
