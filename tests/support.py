@@ -24,22 +24,30 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from contracts.secrets import new_key_setting
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-SERVICES = ("order", "payment", "inventory")
+SERVICES = ("order", "payment", "inventory", "fare", "accounting")
 #: How each process is started and where its settings live (the recorder is saga_log's).
 MODULES = {
     "order": "services.order",
     "payment": "services.payment",
     "inventory": "services.inventory",
+    "fare": "services.fare",
+    "accounting": "services.accounting",
     "saga_log": "saga_log.recorder",
 }
 ENV_PREFIX = {
     "order": "ORDER",
     "payment": "PAYMENT",
     "inventory": "INVENTORY",
+    "fare": "FARE",
+    "accounting": "ACCOUNTING",
     "saga_log": "SAGA_LOG",
 }
+#: The tests' own key for the fare saga's sealed card fields (made afresh each session).
+FIELD_KEYS = new_key_setting("test")
 
 T = TypeVar("T")
 
@@ -213,7 +221,7 @@ async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
 
 @dataclass
 class Stack:
-    """The three services running as separate processes, and where to reach them."""
+    """The services and the history running as separate processes, and where to reach them."""
 
     amqp_url: str
     database_urls: dict[str, str]
@@ -225,6 +233,10 @@ class Stack:
     @property
     def order_api(self) -> str:
         return f"http://127.0.0.1:{self.ports['order']}"
+
+    @property
+    def fare_api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['fare']}"
 
     @property
     def history_url(self) -> str:
@@ -292,12 +304,14 @@ class Stack:
 def make_stack(
     amqp_url: str, pg_server_url: str, *, faults: str = "seed", **extra_env: str
 ) -> Stack:
-    """A stack of the three services and the saga history, not started yet."""
+    """A stack of the five services and the saga history, not started yet."""
     suffix = uuid.uuid4().hex[:8]
     names = {
         "order": "orders",
         "payment": "payments",
         "inventory": "inventory",
+        "fare": "fares",
+        "accounting": "accounting",
         "saga_log": "saga_log",
     }
     database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in MODULES}
@@ -305,6 +319,7 @@ def make_stack(
         "AMQP_URL": amqp_url,
         "SAGA_FAULTS": faults,
         "SAGA_HTTP_HOST": "127.0.0.1",
+        "SAGA_FIELD_KEYS": FIELD_KEYS,
         **{f"{ENV_PREFIX[s]}_DATABASE_URL": database_urls[s] for s in MODULES},
         **FAST_RETRIES,
         **extra_env,
@@ -322,7 +337,7 @@ def running_stack(
     amqp_url: str,
     pg_server_url: str,
     *,
-    services: tuple[str, ...] = ("order", "payment", "inventory", "saga_log"),
+    services: tuple[str, ...] = (*SERVICES, "saga_log"),
     faults: str = "seed",
     **env: str,
 ) -> Iterator[Stack]:

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from saga_log.client import SagaWatcher
+from saga_log.ops.client import SagaWatcher
 from tests.support import Stack, running_stack
 
 

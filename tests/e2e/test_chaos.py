@@ -43,8 +43,8 @@ import pytest
 
 from contracts import CONSUMERS, EXCHANGE, RETRY_TIERS, PlaceOrder
 from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES
-from saga_log.operator import DEAD, PARKED, HeldMessage, list_held
+from saga_log.ops.client import TERMINAL_TYPES
+from saga_log.ops.operator import DEAD, PARKED, HeldMessage, list_held
 from tests.e2e.test_containers import docker_engine_problem
 from tests.support import ARTIFACTS, Stack, drop_databases, fetch, make_stack
 

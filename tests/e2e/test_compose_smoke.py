@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from contracts.samples import EXPECTED, fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from tests.support import ARTIFACTS, ROOT, eventually, free_port
 
 pytestmark = pytest.mark.docker

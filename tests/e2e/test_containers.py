@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.samples import fresh_order_id, sample_order
-from saga_log.client import SagaWatcher
+from saga_log.ops.client import SagaWatcher
 from tests.e2e.test_scenarios import assert_end_state
 from tests.support import Stack, make_stack
 

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from contracts.samples import fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from tests.support import Stack, eventually, fetch, running_stack
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.samples import fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from tests.support import Stack, eventually, fetch, running_stack
 
 FAST_DEADLINES = {"SAGA_STEP_TIMEOUT": "1.5", "SAGA_DEADLINE_CHECK_INTERVAL": "0.1"}
@@ -53,7 +53,7 @@ async def test_a_saga_whose_service_is_down_is_cancelled_and_compensated(stack: 
             events = await watcher.wait(order_id, timeout=30)
             terminal = [e for e in events if e["type"] in TERMINAL_TYPES]
             assert [(e["type"], e["cause"]) for e in terminal] == [("OrderFailed", "StepTimedOut")]
-            assert "SagaCancelled" in [e["type"] for e in events]
+            assert "OrderCancelled" in [e["type"] for e in events]
 
             async def refunded() -> list[str]:
                 found = await rows(stack, "payment", "payments", "payment_type", order_id)

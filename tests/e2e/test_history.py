@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
-from saga_log.client import SagaWatcher
+from saga_log.ops.client import SagaWatcher
 from tests.support import ROOT, Stack, eventually
 
 HISTORY_STATUS = {
@@ -130,12 +130,12 @@ def test_cli_prints_the_saga_as_the_history_has_it(
     ]
     shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert shown.returncode == 0, shown.stderr
-    assert f"saga {order_id}: needs_attention" in shown.stdout
+    assert f"order saga {order_id}: needs_attention" in shown.stdout
     assert re.search(
         r"ReleaseInventory\s+compensation\s+failed\s+\S+\s+ErrReleaseInventory", shown.stdout
     )
     assert re.search(r"ProcessRefund\s+compensation\s+pending", shown.stdout)
-    assert "SagaCompensationFailed" in shown.stdout
+    assert "InventoryReleaseFailed" in shown.stdout
 
     listing = subprocess.run(
         [
@@ -184,13 +184,19 @@ async def test_every_service_reports_its_counts_on_metrics(
             for service, port in stack.ports.items()
         }
     order = pages["order"]
-    handled = r'saga_messages_total\{{outcome="handled",queue="{}",service="{}",type="{}"\}} [1-9]'
+    # Every count carries the saga type.
+    handled = (
+        r'saga_messages_total\{{outcome="handled",queue="{}",saga="order",service="{}",'
+        r'type="{}"\}} [1-9]'
+    )
     assert re.search(handled.format("order.process_order", "order", "PlaceOrder"), order)
     assert re.search(
-        r'saga_duration_seconds_count\{outcome="succeeded",service="order"\} [1-9]', order
+        r'saga_duration_seconds_count\{outcome="succeeded",saga="order",service="order"\} [1-9]',
+        order,
     )
     assert re.search(
-        r'saga_duration_seconds_count\{outcome="failed",service="order"\} [1-9]', order
+        r'saga_duration_seconds_count\{outcome="failed",saga="order",service="order"\} [1-9]',
+        order,
     )
     assert re.search(r'saga_outbox_lag_seconds\{service="order"\} ', order)
     assert re.search(r'saga_outbox_published_total\{service="payment"\} [1-9]', pages["payment"])
@@ -199,7 +205,8 @@ async def test_every_service_reports_its_counts_on_metrics(
         pages["inventory"],
     )
     assert re.search(
-        r'saga_messages_total\{outcome="handled",queue="saga_log.record"', pages["saga_log"]
+        r'saga_messages_total\{outcome="handled",queue="saga_log.record",saga="order"',
+        pages["saga_log"],
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from contracts import transaction_id
 from contracts.samples import EXPECTED, SCENARIOS, fresh_order_id, sample_order
-from saga_log.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from tests.support import Stack, eventually, fetch, management_publish
 
 TOTALS = {

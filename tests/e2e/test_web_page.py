@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from contracts.samples import fresh_order_id, sample_order
-from saga_log.client import SagaWatcher
+from saga_log.ops.client import SagaWatcher
 from tests.support import ARTIFACTS, Stack, eventually
 
 try:

@@ -7,13 +7,19 @@ from collections.abc import AsyncIterator
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from saga_log import OutboxRelay, ServiceRuntime, UnitOfWork, create_engine, declare_topology
-from saga_log.client import SagaWatcher
-from saga_log.migrations import upgrade
+from saga_log.ops.client import SagaWatcher
+from saga_log.runtime import (
+    OutboxRelay,
+    ServiceRuntime,
+    UnitOfWork,
+    create_engine,
+    declare_topology,
+    upgrade,
+)
 from services.payment import main as payment_main
 from services.payment import tables as payment_tables
 from services.payment.config import Settings as PaymentSettings
-from tests.support import FAST_RETRIES, database_url, drop_databases
+from tests.support import FAST_RETRIES, FIELD_KEYS, database_url, drop_databases
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +30,7 @@ async def payment_service(amqp_url: str, pg_server_url: str) -> AsyncIterator[Se
         database_url=database_url(pg_server_url, name),
         amqp_url=amqp_url,
         faults="off",
+        field_keys=FIELD_KEYS,
         **{key.removeprefix("SAGA_").lower(): value for key, value in FAST_RETRIES.items()},
     )
     runtime = payment_main.build(settings)
@@ -61,7 +68,7 @@ class Outbox:
 @pytest.fixture
 async def outbox(amqp_url: str, pg_server_url: str) -> AsyncIterator[Outbox]:
     name = f"test_outbox_{uuid.uuid4().hex[:8]}"
-    from saga_log import ensure_database
+    from saga_log.runtime import ensure_database
 
     url = database_url(pg_server_url, name)
     await ensure_database(url)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import encode
-from saga_log import ServiceRuntime
+from saga_log.runtime import ServiceRuntime
 from services.payment.tables import cancelled_sagas, outbox, payments
 from tests.integration.conftest import Outbox
 from tests.integration.test_outbox_inbox import order_created
@@ -53,7 +53,9 @@ async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_ord
     cancelled = events[7]
     async with payment_service.engine.begin() as conn:
         await conn.execute(
-            insert(cancelled_sagas).values(order_id=cancelled.order_id, reason="step_timeout")
+            insert(cancelled_sagas).values(
+                saga_type="order", saga_id=cancelled.order_id, reason="step_timeout"
+            )
         )
     debit = next(h for h in payment_service.handlers if h.consumer.handler == "debit_payment")
     handled, duplicates = debit.stats.handled, debit.stats.duplicates

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
 from contracts.samples import fresh_order_id, sample_order
-from saga_log import ServiceRuntime
-from saga_log.client import SagaWatcher
+from saga_log.ops.client import SagaWatcher
+from saga_log.runtime import ServiceRuntime
 from services.payment.tables import outbox as outbox_table
 from services.payment.tables import payments
 from tests.integration.conftest import Outbox

@@ -13,7 +13,7 @@ import asyncpg
 from sqlalchemy import select
 
 from contracts import encode
-from saga_log import ServiceRuntime
+from saga_log.runtime import ServiceRuntime
 from services.payment.tables import payments
 from tests.integration.test_outbox_inbox import order_created
 from tests.support import eventually

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from saga_log.runtime import UndeclaredEvent
+
 
 class FakeDatabase:
     """An inbox shared by every unit of work, and what each transaction committed."""
@@ -22,13 +24,22 @@ class FakeUnitOfWork:
         self.db = db
         self.claims: set[tuple[str, str]] = set()
         self.events: list[Any] = []
-        self.delivery: Any = None
         self.work: list[Any] = []
+        self.allowed: frozenset[Any] | None = None
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def restrict(self, events: Any) -> None:
+        self.allowed = frozenset(events)
+
+    async def lock_saga(self, saga_id: str) -> None:
+        return None
+
+    async def lock_sagas(self, saga_ids: Any) -> None:
         return None
 
     async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
@@ -40,6 +51,9 @@ class FakeUnitOfWork:
         return fresh
 
     def publish(self, *events: Any) -> None:
+        for event in events:
+            if self.allowed is not None and type(event) not in self.allowed:
+                raise UndeclaredEvent(f"{type(event).__name__} is not declared here")
         self.events.extend(events)
 
     @property

@@ -8,7 +8,7 @@ import pytest
 
 from contracts import (
     CONSUMERS,
-    EVENT_TYPES,
+    SAGAS,
     InvalidMessage,
     OrderCreated,
     PaymentDebited,
@@ -119,7 +119,7 @@ def test_transaction_ids_are_the_samples_uuid5() -> None:
 
 
 def test_routing_keys_and_queue_names_are_unique() -> None:
-    keys = [event.routing_key for event in EVENT_TYPES] + [PlaceOrder.routing_key]
+    keys = [message.routing_key for saga in SAGAS for message in saga.messages()]
     assert len(keys) == len(set(keys))
     queues = [consumer.queue for consumer in CONSUMERS]
     assert len(queues) == len(set(queues))

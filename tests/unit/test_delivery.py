@@ -21,9 +21,7 @@ from contracts import (
     transaction_id,
 )
 from contracts.samples import sample_order
-from saga_log.consumer import DeliveryHandler, Subscription
-from saga_log.retry import RetryPolicy
-from saga_log.service import subscribe
+from saga_log.runtime import DeliveryHandler, Received, RetryPolicy, Subscription, subscribe
 from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
 
 
@@ -32,8 +30,8 @@ def wire(
 ) -> tuple[RabbitBroker, DeliveryHandler, list[tuple[Any, str]]]:
     seen: list[tuple[Any, str]] = []
 
-    async def handler(uow: Any, message: Any, message_id: str) -> None:
-        seen.append((message, message_id))
+    async def handler(uow: Any, batch: list[Received[Any]]) -> None:
+        seen.extend((received.message, received.message_id) for received in batch)
 
     db = FakeDatabase()
     broker = RabbitBroker()

@@ -1,6 +1,6 @@
-from saga_log.docs import main
+from tools.docs import main
 
 
-def test_committed_asyncapi_documents_match_the_code() -> None:
-    # Fails when a contract or the topology changed without `make docs`.
+def test_committed_documents_match_the_declarations() -> None:
+    # Fails when a declaration, a contract or the topology changed without `make docs`.
     assert main(["--check"]) == 0

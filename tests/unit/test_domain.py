@@ -11,26 +11,29 @@ from typing import Any
 import pytest
 
 from contracts import (
+    Faults,
     InventoryReleased,
+    InventoryReleaseFailed,
     InventoryReserved,
     InventoryReserveFailed,
     OrderCreated,
     OrderCreateFailed,
+    OrderStatusUpdateFailed,
     PaymentDebited,
     PaymentDebitFailed,
     PaymentRefunded,
+    PaymentRefundFailed,
     PlaceOrder,
-    SagaCompensationFailed,
     decode,
+    demo_faults,
     transaction_id,
 )
 from contracts.samples import sample_order
-from saga_log import Faults
 from services.inventory import domain as inventory
 from services.order import domain as order
 from services.payment import domain as payment
 
-SEED = Faults.named("seed")
+SEED = demo_faults("seed")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -45,7 +48,7 @@ def created(scenario: str) -> OrderCreated:
 
 
 def debited(scenario: str) -> PaymentDebited:
-    _, event = payment.debit(created(scenario), now=NOW, faults=Faults())
+    _, event = payment.debit(created(scenario), causation_id="c", now=NOW, faults=Faults())
     assert isinstance(event, PaymentDebited)
     return event
 
@@ -80,7 +83,7 @@ def test_update_order_status_fails_only_with_prefix_11() -> None:
     failure = order.update_order_status(
         "11ab", cause="ErrProcessOrder", causation_id="c", faults=SEED
     )
-    assert isinstance(failure, SagaCompensationFailed)
+    assert isinstance(failure, OrderStatusUpdateFailed)
     assert (failure.step, failure.error, failure.cause) == (
         "UpdateOrderStatus",
         "ErrUpdateOrderStatus",
@@ -89,7 +92,7 @@ def test_update_order_status_fails_only_with_prefix_11() -> None:
 
 
 def test_debit_writes_merch1_debit_with_deterministic_id() -> None:
-    row, event = payment.debit(created("ok"), now=NOW, faults=SEED)
+    row, event = payment.debit(created("ok"), causation_id="c", now=NOW, faults=SEED)
     assert row.merchant_id == "merch1"
     assert row.payment_type == "Debit"
     assert row.transaction_id == transaction_id(row.order_id, "Debit")
@@ -98,7 +101,7 @@ def test_debit_writes_merch1_debit_with_deterministic_id() -> None:
 
 
 def test_debit_with_prefix_2_writes_then_fails() -> None:
-    row, event = payment.debit(created("2"), now=NOW, faults=SEED)
+    row, event = payment.debit(created("2"), causation_id="c", now=NOW, faults=SEED)
     assert row.payment_amount == Decimal("349.90")
     assert isinstance(event, PaymentDebitFailed)
     assert event.error == "ErrProcessPayment"
@@ -106,7 +109,7 @@ def test_debit_with_prefix_2_writes_then_fails() -> None:
 
 def refund_after_debit(scenario: str) -> tuple[Any, Any, Any]:
     """Debit an order of `scenario` without faults, then refund it with the seeded ones."""
-    debit_row, _ = payment.debit(created(scenario), now=NOW, faults=Faults())
+    debit_row, _ = payment.debit(created(scenario), causation_id="c", now=NOW, faults=Faults())
     credit, event = payment.refund(
         debit_row,
         order_id=debit_row.order_id,
@@ -132,9 +135,9 @@ def test_refund_copies_the_debit_with_the_amount_negated() -> None:
 def test_refund_with_prefix_22_writes_the_credit_then_reports_failure() -> None:
     _, credit, event = refund_after_debit("22")
     assert credit is not None
-    assert isinstance(event, SagaCompensationFailed)
+    assert isinstance(event, PaymentRefundFailed)
     assert (event.step, event.error) == ("ProcessRefund", "ErrProcessRefund")
-    assert event.transaction_id == credit.transaction_id
+    assert event.transaction_id == str(credit.transaction_id)
 
 
 def test_refund_without_a_debit_refunds_nothing_and_lets_the_chain_go_on() -> None:
@@ -147,14 +150,14 @@ def test_refund_without_a_debit_refunds_nothing_and_lets_the_chain_go_on() -> No
 
 
 def test_reserve_lists_the_item_ids() -> None:
-    row, event = inventory.reserve(debited("ok"), now=NOW, faults=SEED)
+    row, event = inventory.reserve(debited("ok"), causation_id="c", now=NOW, faults=SEED)
     assert row.items == ["988"]
     assert row.transaction_type == "Reserve"
     assert isinstance(event, InventoryReserved)
 
 
 def test_reserve_with_prefix_3_writes_then_fails() -> None:
-    row, event = inventory.reserve(debited("3"), now=NOW, faults=SEED)
+    row, event = inventory.reserve(debited("3"), causation_id="c", now=NOW, faults=SEED)
     assert row.transaction_type == "Reserve"
     assert isinstance(event, InventoryReserveFailed)
     assert event.error == "ErrReserveInventory"
@@ -164,7 +167,9 @@ def test_reserve_with_prefix_3_writes_then_fails() -> None:
 def test_release_copies_the_reserve_and_fails_only_with_prefix_33(
     scenario: str, fails: bool
 ) -> None:
-    reserve_row, _ = inventory.reserve(debited(scenario), now=NOW, faults=Faults())
+    reserve_row, _ = inventory.reserve(
+        debited(scenario), causation_id="c", now=NOW, faults=Faults()
+    )
     released, event = inventory.release(
         reserve_row,
         order_id=reserve_row.order_id,
@@ -178,18 +183,18 @@ def test_release_copies_the_reserve_and_fails_only_with_prefix_33(
     assert released.transaction_type == "Release"
     assert released.transaction_id == transaction_id(reserve_row.order_id, "Release")
     if fails:
-        assert isinstance(event, SagaCompensationFailed)
+        assert isinstance(event, InventoryReleaseFailed)
         assert event.error == "ErrReleaseInventory"
     else:
         assert isinstance(event, InventoryReleased)
 
 
 def test_faults_off_means_nothing_fails() -> None:
-    plan = Faults.named("off")
-    _, event = payment.debit(created("22"), now=NOW, faults=plan)
+    plan = demo_faults("off")
+    _, event = payment.debit(created("22"), causation_id="c", now=NOW, faults=plan)
     assert isinstance(event, PaymentDebited)
 
 
 def test_unknown_fault_plan_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="SAGA_FAULTS must be"):
-        Faults.named("sometimes")
+        demo_faults("sometimes")

@@ -44,6 +44,7 @@ SCENARIO_3 = events(
 
 def test_success_path_marks_the_forward_steps_succeeded() -> None:
     state = derive(
+        "order",
         "o",
         events(
             ("PlaceOrder", {}),
@@ -67,7 +68,7 @@ def test_success_path_marks_the_forward_steps_succeeded() -> None:
 
 
 def test_compensated_failure_is_failed_with_every_compensation_done() -> None:
-    state = derive("o", SCENARIO_3)
+    state = derive("order", "o", SCENARIO_3)
     assert state.status == "failed"
     assert state.cause == "ErrReserveInventory"
     assert steps(state) == {
@@ -82,11 +83,15 @@ def test_compensated_failure_is_failed_with_every_compensation_done() -> None:
 
 
 def test_events_arriving_out_of_order_give_the_same_state() -> None:
-    assert derive("o", list(reversed(SCENARIO_3))).as_json() == derive("o", SCENARIO_3).as_json()
+    assert (
+        derive("order", "o", list(reversed(SCENARIO_3))).as_json()
+        == derive("order", "o", SCENARIO_3).as_json()
+    )
 
 
 def test_a_failed_compensation_needs_attention_and_stops_the_chain() -> None:
     state = derive(
+        "order",
         "o",
         events(
             ("PlaceOrder", {}),
@@ -94,7 +99,7 @@ def test_a_failed_compensation_needs_attention_and_stops_the_chain() -> None:
             ("PaymentDebited", {}),
             ("InventoryReserveFailed", {"error": "ErrReserveInventory"}),
             (
-                "SagaCompensationFailed",
+                "InventoryReleaseFailed",
                 {
                     "step": "ReleaseInventory",
                     "error": "ErrReleaseInventory",
@@ -111,13 +116,14 @@ def test_a_failed_compensation_needs_attention_and_stops_the_chain() -> None:
 
 
 def test_a_running_saga_shows_its_current_step() -> None:
-    state = derive("o", events(("PlaceOrder", {}), ("OrderCreated", {})))
+    state = derive("order", "o", events(("PlaceOrder", {}), ("OrderCreated", {})))
     assert state.status == "running"
     assert state.current_step == "ProcessPayment"
 
 
 def test_a_parked_message_needs_attention() -> None:
     state = derive(
+        "order",
         "o",
         events(
             ("PlaceOrder", {}),
@@ -145,12 +151,13 @@ def test_stuck_means_running_and_silent_past_the_deadline(
 
 def test_a_redriven_compensation_that_succeeds_clears_the_attention() -> None:
     state = derive(
+        "order",
         "o",
         events(
             ("PlaceOrder", {}),
             ("OrderCreated", {}),
             ("PaymentDebitFailed", {"error": "ErrProcessPayment"}),
-            ("SagaCompensationFailed", {"step": "ProcessRefund", "error": "ErrProcessRefund"}),
+            ("PaymentRefundFailed", {"step": "ProcessRefund", "error": "ErrProcessRefund"}),
             ("OrderFailed", {"error": "SagaFailed", "compensation_error": "ErrProcessRefund"}),
             ("PaymentRefunded", {"cause": "ErrProcessPayment"}),
             ("OrderStatusUpdated", {"order_status": "Pending"}),
@@ -164,6 +171,7 @@ def test_a_redriven_compensation_that_succeeds_clears_the_attention() -> None:
 
 def test_a_rejected_order_is_a_failed_saga_that_says_why() -> None:
     state = derive(
+        "order",
         "o",
         events(("PlaceOrder", {}), ("OrderRejected", {"reason": "items: Field required"})),
     )
@@ -200,15 +208,15 @@ def test_the_state_reads_only_the_payload_fields_the_history_keeps_for_it() -> N
         ("InventoryReserveFailed", {"error": "e"}),
         ("InventoryReleased", {"cause": "c"}),
         ("PaymentRefunded", {"cause": "c"}),
-        ("SagaCompensationFailed", {"step": "ProcessRefund", "error": "e", "cause": "c"}),
+        ("PaymentRefundFailed", {"step": "ProcessRefund", "error": "e", "cause": "c"}),
         ("MessageParked", {"step": "ProcessRefund", "queue": "q", "error": "e"}),
-        ("SagaCancelled", {"reason": "r"}),
+        ("OrderCancelled", {"reason": "r"}),
         ("OrderStatusUpdated", {}),
         ("OrderRejected", {"reason": "r"}),
         ("OrderFailed", {"error": "SagaFailed", "cause": "c", "compensation_error": "x"}),
         ("OrderSucceeded", {}),
     )
     _Watched.read = set()
-    derive("o", [{**event, "payload": _Watched(event["payload"])} for event in every_kind])
+    derive("order", "o", [{**event, "payload": _Watched(event["payload"])} for event in every_kind])
     assert _Watched.read
     assert _Watched.read <= set(STATE_FIELDS)
