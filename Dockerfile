@@ -1,10 +1,11 @@
-# One image per service of the saga:
+# One image per service:
 #
 #   docker build --build-arg SERVICE=order -t saga-order .
 #
-# SERVICE is order, payment, inventory or saga_log (the saga history, whose code is the
-# shared saga_log package itself). The image holds the shared packages (contracts,
-# saga_log) and that one service's code, nothing of the other services.
+# SERVICE is order, payment, inventory, fare, accounting or saga_log (the saga history,
+# saga_log/recorder). A service's image holds contracts, the runtime (saga_log/runtime)
+# and that one service's code: nothing of the other services, the history, the operator
+# tools or the generators.
 
 # The dependencies, read from pyproject.toml into requirements.txt in a stage of their
 # own: the final image copies only that file, so editing pyproject.toml elsewhere (tool
@@ -14,13 +15,19 @@ WORKDIR /src
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt
 
-# Only the chosen service's folder goes on (none for saga_log): COPY cannot be
+# Only the chosen service's folder goes on (the history's for saga_log): COPY cannot be
 # conditional, so the choice is made here.
 FROM python:3.12-slim AS code
 ARG SERVICE
 COPY services/ /src/services/
-RUN mkdir -p /out/services && cp /src/services/__init__.py /out/services/ \
-    && if [ -d "/src/services/${SERVICE}" ]; then cp -r "/src/services/${SERVICE}" /out/services/; fi
+COPY saga_log/recorder/ /src/saga_log/recorder/
+RUN case "${SERVICE}" in \
+      order|payment|inventory|fare|accounting) \
+        mkdir -p /out/services && cp /src/services/__init__.py /out/services/ \
+        && cp -r "/src/services/${SERVICE}" /out/services/ ;; \
+      saga_log) mkdir -p /out/saga_log && cp -r /src/saga_log/recorder /out/saga_log/ ;; \
+      *) echo "build with --build-arg SERVICE=order|payment|inventory|fare|accounting|saga_log" >&2; exit 1 ;; \
+    esac
 
 FROM python:3.12-slim
 
@@ -33,7 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies before code, so that this layer is rebuilt only when they change, and
-# shared by all three images: SERVICE is declared only further down, because a build
+# shared by every image: SERVICE is declared only further down, because a build
 # argument in scope is part of the cache key of every RUN that follows it.
 COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
@@ -41,26 +48,26 @@ RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 RUN groupadd --system --gid 10001 saga \
     && useradd --system --uid 10001 --gid saga --no-create-home --home-dir /app --shell /usr/sbin/nologin saga
 
-# The shared packages, also the same in all three images. The code runs from /app (the
-# working directory is on sys.path under `python -m`); it stays owned by root, read-only
-# for the service.
+# The shared packages, the same in every image. The code runs from /app (the working
+# directory is on sys.path under `python -m`); it stays owned by root, read-only for the
+# service.
 COPY contracts/ contracts/
-COPY saga_log/ saga_log/
+COPY saga_log/__init__.py saga_log/
+COPY saga_log/runtime/ saga_log/runtime/
 RUN python -m compileall -q contracts saga_log
 
 ARG SERVICE
-RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=order|payment|inventory|saga_log" >&2; exit 1; }
 ENV SERVICE=${SERVICE}
-COPY --from=code /out/services/ services/
-RUN python -m compileall -q services
+COPY --from=code /out/ ./
+RUN python -m compileall -q .
 
 USER 10001
 
 # Each service listens on its own *_HTTP_PORT: order 8000, payment 8001, inventory 8002,
-# saga_log 8080 (no EXPOSE, since it would have to name them all; compose publishes the
-# right one).
+# fare 8003, accounting 8004, saga_log 8080 (no EXPOSE, since it would have to name them
+# all; compose publishes the right one).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002', 'saga_log': '8080'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
+    CMD python -c "import os, urllib.request; s = os.environ['SERVICE']; p = os.environ.get(s.upper() + '_HTTP_PORT') or {'order': '8000', 'payment': '8001', 'inventory': '8002', 'fare': '8003', 'accounting': '8004', 'saga_log': '8080'}[s]; urllib.request.urlopen(f'http://127.0.0.1:{p}/health', timeout=4)"
 
 # exec: python is PID 1 and receives SIGTERM from `docker stop` directly.
 CMD if [ "$SERVICE" = saga_log ]; then exec python -m saga_log.recorder; else exec python -m "services.${SERVICE}"; fi

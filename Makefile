@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
+.PHONY: help install up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-up:  ## the whole system in Docker: RabbitMQ (UI on 15672), the services, the saga history (8080)
+up:  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, the saga history (8080)
+	@$(PYTHON) scripts/ensure_env.py
 	$(COMPOSE) up -d --build
 	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
 
@@ -30,7 +31,7 @@ down:  ## stop the Docker stack and delete its volumes
 logs:  ## follow the Docker stack's logs
 	$(COMPOSE) logs -f
 
-dev: install  ## the services and the saga history as local processes (SAGA_FAULTS=seed)
+dev: install  ## the five services and the saga history as local processes (SAGA_FAULTS=seed)
 	@bash scripts/dev.sh start
 
 stop:  ## stop the processes `make dev` started
@@ -42,18 +43,21 @@ status:  ## are the `make dev` processes up?
 order: install  ## place a sample order: make order SCENARIO=ok|1|11|2|22|3|33
 	@$(BIN)/python -m saga_log order --scenario $(SCENARIO)
 
+fare: install  ## submit a sample fare: make fare SCENARIO=ok|fail_auth|fail_charge|fail_credit|fail_refund
+	@$(BIN)/python -m saga_log fare --scenario $(SCENARIO)
+
 test: install  ## every test: unit, integration, end-to-end, Docker (skipped with a reason if no engine)
 	$(BIN)/python -m pytest -ra
 
 test-unit: install  ## the fast tests only
 	$(BIN)/python -m pytest -ra tests/unit
 
-docs: install  ## regenerate the AsyncAPI documents in docs/asyncapi (tests check they are current)
-	$(BIN)/python -m saga_log.docs
+docs: install  ## regenerate docs/asyncapi and docs/sagas from the saga declarations (tests check they are current)
+	$(BIN)/python -m tools.docs
 
-history: install  ## the saga history: make history [STATUS=failed]; make history ID=<order_id>
-	@if [ -n "$(ID)" ]; then $(BIN)/python -m saga_log show $(ID); \
-	else $(BIN)/python -m saga_log list $(if $(STATUS),--status $(STATUS)); fi
+history: install  ## the saga history: make history [TYPE=fare] [STATUS=failed]; make history ID=<saga id>
+	@if [ -n "$(ID)" ]; then $(BIN)/python -m saga_log show $(ID) $(if $(TYPE),--type $(TYPE)); \
+	else $(BIN)/python -m saga_log list $(if $(TYPE),--type $(TYPE)) $(if $(STATUS),--status $(STATUS)); fi
 
 stuck: install  ## running sagas with no event for longer than the deadline
 	@$(BIN)/python -m saga_log stuck
@@ -61,9 +65,9 @@ stuck: install  ## running sagas with no event for longer than the deadline
 parked: install  ## messages parked for an operator (retries spent, failed compensations)
 	@$(BIN)/python -m saga_log parked
 
-redrive: install  ## send a saga's parked messages back once the cause is fixed: make redrive ID=<order_id>
-	@test -n "$(ID)" || { echo "usage: make redrive ID=<order_id>  (or python -m saga_log redrive --all)"; exit 2; }
-	@$(BIN)/python -m saga_log redrive --order-id $(ID)
+redrive: install  ## send a saga's parked messages back once the cause is fixed: make redrive ID=<saga id>
+	@test -n "$(ID)" || { echo "usage: make redrive ID=<order_id or fareId>  (or python -m saga_log redrive --all)"; exit 2; }
+	@$(BIN)/python -m saga_log redrive --saga-id $(ID)
 
 dead-letters: install  ## messages that can never be valid, with the reason
 	@$(BIN)/python -m saga_log dead-letters
@@ -83,4 +87,4 @@ bench-soak: install  ## ten minutes of load, a line a minute: throughput and mem
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts saga_log services
+	$(BIN)/mypy contracts saga_log services tools

@@ -253,5 +253,6 @@ class Saga:
             "service": self.participant_of(step.name),
             "kind": step.kind,
             "compensates": step.compensates,
+            "on": [message.type_name() for message in step.on],
             "expects": [event.type_name() for event in step.outcomes],
         }

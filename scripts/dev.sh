@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# `make dev`: the three services as separate local processes against the PostgreSQL and
-# RabbitMQ the environment names (defaults: 127.0.0.1:5432 user postgres, 127.0.0.1:5672
-# guest/guest). Each creates its own database and applies its migrations at start.
+# `make dev`: the five services and the saga history as separate local processes against
+# the PostgreSQL and RabbitMQ the environment names (defaults: 127.0.0.1:5432 user
+# postgres, 127.0.0.1:5672 guest/guest). Each creates its own database and applies its
+# migrations at start. The card-sealing keys come from .env (written if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
-services=(order payment inventory saga_log)
-declare -A ports=([order]=${ORDER_HTTP_PORT:-8000} [payment]=${PAYMENT_HTTP_PORT:-8001} [inventory]=${INVENTORY_HTTP_PORT:-8002} [saga_log]=${SAGA_LOG_HTTP_PORT:-8080})
-declare -A modules=([order]=services.order [payment]=services.payment [inventory]=services.inventory [saga_log]=saga_log.recorder)
+services=(order payment inventory fare accounting saga_log)
+declare -A ports=([order]=${ORDER_HTTP_PORT:-8000} [payment]=${PAYMENT_HTTP_PORT:-8001} [inventory]=${INVENTORY_HTTP_PORT:-8002} [fare]=${FARE_HTTP_PORT:-8003} [accounting]=${ACCOUNTING_HTTP_PORT:-8004} [saga_log]=${SAGA_LOG_HTTP_PORT:-8080})
+declare -A modules=([order]=services.order [payment]=services.payment [inventory]=services.inventory [fare]=services.fare [accounting]=services.accounting [saga_log]=saga_log.recorder)
 export SAGA_FAULTS=${SAGA_FAULTS:-seed}
 
 running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
 start() {
   mkdir -p "$run"
+  if [[ -z "${SAGA_FIELD_KEYS:-}" ]]; then
+    .venv/bin/python scripts/ensure_env.py
+    SAGA_FIELD_KEYS=$(sed -n 's/^SAGA_FIELD_KEYS=//p' .env | tail -n 1)
+    export SAGA_FIELD_KEYS
+  fi
   for s in "${services[@]}"; do
     if running "$s"; then echo "$s: already running (pid $(cat "$run/$s.pid"))"; continue; fi
     nohup .venv/bin/python -m "${modules[$s]}" >>"$run/$s.log" 2>&1 &
@@ -34,7 +40,7 @@ start() {
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 || { echo "$s: no /health on port $port after 60 s; see $run/$s.log" >&2; exit 1; }
     echo "$s: up on http://127.0.0.1:$port (pid $(cat "$run/$s.pid"), log $run/$s.log)"
   done
-  echo "SAGA_FAULTS=$SAGA_FAULTS. Place an order: make order SCENARIO=ok   Stop: make stop"
+  echo "SAGA_FAULTS=$SAGA_FAULTS. Place an order: make order SCENARIO=ok   Submit a fare: make fare SCENARIO=ok   Stop: make stop"
   echo "Saga history: http://127.0.0.1:${ports[saga_log]}/   (make history, make stuck)"
 }
 

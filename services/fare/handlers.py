@@ -87,8 +87,9 @@ async def _conclude_fare(
 ) -> None:
     event = received.message
     if isinstance(event, CustomerAccountCredited):
-        fare = await store.set_status(uow, event.fareId, FareStatus.COMPLETED)
-        await _end(uow, received, fare, SagaOutcome.SUCCEEDED)
+        # Completed only if this ends the saga: a fare cancelled meanwhile stays failed.
+        if await _end(uow, received, None, SagaOutcome.SUCCEEDED):
+            await store.set_status(uow, event.fareId, FareStatus.COMPLETED)
         return
     fare = await store.fare(uow, event.fareId)
     await _end(
@@ -132,6 +133,7 @@ async def _end(
     metrics.SAGA_SECONDS.labels(domain.SERVICE, FARE.name, outcome).observe(
         (datetime.now(UTC) - started_at).total_seconds()
     )
+    fare = fare or await store.fare(uow, fare_id)
     event: FareProcessingSucceeded | FareProcessingFailed
     if outcome is SagaOutcome.SUCCEEDED and fare is not None:
         event = domain.fare_succeeded(

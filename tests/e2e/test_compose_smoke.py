@@ -1,7 +1,8 @@
 """The Docker stack as a user starts it: `make up` builds the images and starts RabbitMQ,
-three PostgreSQL and the three services (SAGA_FAULTS=seed); a happy and a compensated
-order then go through it, watched on the mapped RabbitMQ port and read back from the
-mapped order API; `make down` removes it all, volumes included, whatever happened.
+one PostgreSQL per service, the five services and the history (SAGA_FAULTS=seed); a happy
+and a compensated order and fare then go through it, watched on the mapped RabbitMQ port
+and read back from the mapped order and fare APIs and the history; `make down` removes it
+all, volumes included, whatever happened.
 
 The stack runs under a compose project name of its own, on host ports picked free here,
 so it never meets a stack the user already runs. Skipped when no Docker engine answers.
@@ -22,7 +23,15 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.samples import EXPECTED, fresh_order_id, sample_order
+from contracts import FARE
+from contracts.samples import (
+    EXPECTED,
+    FARE_EXPECTED,
+    fresh_fare_id,
+    fresh_order_id,
+    sample_fare,
+    sample_order,
+)
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from tests.support import ARTIFACTS, ROOT, eventually, free_port
 
@@ -39,6 +48,7 @@ HEALTH_TIMEOUT = 120.0
 class ComposeStack:
     amqp_url: str
     order_api: str
+    fare_api: str
     history_url: str
 
 
@@ -141,6 +151,8 @@ def compose_stack() -> Iterator[ComposeStack]:
             "SAGA_ORDER_HOST_PORT",
             "SAGA_PAYMENT_HOST_PORT",
             "SAGA_INVENTORY_HOST_PORT",
+            "SAGA_FARE_HOST_PORT",
+            "SAGA_ACCOUNTING_HOST_PORT",
             "SAGA_LOG_HOST_PORT",
         )
     }
@@ -153,6 +165,7 @@ def compose_stack() -> Iterator[ComposeStack]:
     stack = ComposeStack(
         amqp_url=f"amqp://guest:guest@127.0.0.1:{ports['SAGA_RABBITMQ_HOST_PORT']}/",
         order_api=f"http://127.0.0.1:{ports['SAGA_ORDER_HOST_PORT']}",
+        fare_api=f"http://127.0.0.1:{ports['SAGA_FARE_HOST_PORT']}",
         history_url=f"http://127.0.0.1:{ports['SAGA_LOG_HOST_PORT']}",
     )
 
@@ -164,6 +177,7 @@ def compose_stack() -> Iterator[ComposeStack]:
             f"`make up` failed (exit {up.returncode}):\n{_tail(up.stdout)}\n{_tail(up.stderr)}"
         )
         _wait_healthy(f"{stack.order_api}/health", HEALTH_TIMEOUT)
+        _wait_healthy(f"{stack.fare_api}/health", HEALTH_TIMEOUT)
         yield stack
     finally:
         _save_logs(env)
@@ -228,3 +242,37 @@ async def test_order_through_the_composed_stack(compose_stack: ComposeStack, sce
         "succeeded" if expected["terminal"] == "OrderSucceeded" else "failed"
     )
     assert history["timeline"][-1]["type"] == expected["terminal"]
+
+
+@pytest.mark.timeout(UP_TIMEOUT + DOWN_TIMEOUT * 2 + 120)
+@pytest.mark.parametrize("scenario", ["ok", "fail_credit"])
+async def test_fare_through_the_composed_stack(compose_stack: ComposeStack, scenario: str) -> None:
+    expected = FARE_EXPECTED[scenario]
+    fare_id = fresh_fare_id()
+    async with SagaWatcher(compose_stack.amqp_url) as watcher:
+        await watcher.start(FARE, sample_fare(scenario, fare_id=fare_id))
+        try:
+            events = await watcher.wait(fare_id, timeout=60)
+        except TimeoutError:
+            pytest.fail(f"no terminal event for {fare_id}; seen: {watcher.events(fare_id)}")
+    terminal = [event for event in events if event["type"] in TERMINAL_TYPES]
+    assert [event["type"] for event in terminal] == [expected["terminal"]], events
+
+    async with httpx.AsyncClient(timeout=5) as http:
+
+        async def concluded() -> dict[str, Any]:
+            response = await http.get(f"{compose_stack.fare_api}/fares/{fare_id}")
+            body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+            return body if body and body["saga"]["outcome"] != "running" else {}
+
+        fare = await eventually(concluded, timeout=15)
+
+        async def recorded() -> dict[str, Any]:
+            response = await http.get(f"{compose_stack.history_url}/sagas/{fare_id}")
+            body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+            return body if body and body["saga"]["ended_at"] else {}
+
+        history = await eventually(recorded, timeout=15)
+    assert fare["fareStatus"] == expected["fare_status"] and fare["cardLast4"] == "2424"
+    assert history["saga"]["saga_type"] == "fare"
+    assert history["saga"]["status"] == expected["history"]

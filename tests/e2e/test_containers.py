@@ -1,5 +1,5 @@
-"""The saga against PostgreSQL and RabbitMQ in real containers started by the tests
-(testcontainers): the happy path and a compensation path.
+"""Both sagas against PostgreSQL and RabbitMQ in real containers started by the tests
+(testcontainers): the happy path and a compensation path of each.
 
 Needs a Docker engine; without one the tests are skipped and the reason is printed.
 """
@@ -11,10 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from contracts.samples import fresh_order_id, sample_order
+from contracts import FARE
+from contracts.samples import fresh_fare_id, fresh_order_id, sample_fare, sample_order
 from saga_log.ops.client import SagaWatcher
+from tests.e2e.test_fare_scenarios import assert_fare_end_state
 from tests.e2e.test_scenarios import assert_end_state
-from tests.support import Stack, make_stack
+from tests.support import SERVICES, Stack, make_stack
 
 pytestmark = pytest.mark.docker
 
@@ -48,7 +50,7 @@ def container_stack() -> Iterator[Stack]:
             )
             stack = make_stack(amqp_url, postgres.get_connection_url(), faults="seed")
             try:
-                for service in ("order", "payment", "inventory"):
+                for service in SERVICES:
                     stack.start(service, timeout=120)
                 yield stack
             finally:
@@ -68,3 +70,14 @@ async def test_saga_in_containers_ends_as_the_sample_does(
         await watcher.place(sample_order(scenario, order_id=order_id))
         events = await watcher.wait(order_id, timeout=60)
         await assert_end_state(container_stack, scenario, order_id, events)
+
+
+@pytest.mark.parametrize("scenario", ["ok", "fail_credit"])
+async def test_fare_in_containers_ends_as_the_lab_does(
+    container_stack: Stack, scenario: str
+) -> None:
+    async with SagaWatcher(container_stack.amqp_url) as watcher:
+        fare_id = fresh_fare_id()
+        await watcher.start(FARE, sample_fare(scenario, fare_id=fare_id))
+        events = await watcher.wait(fare_id, timeout=60)
+        await assert_fare_end_state(container_stack, scenario, fare_id, events)
