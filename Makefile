@@ -26,9 +26,11 @@ up:  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, t
 	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
 
 down:  ## stop the Docker stack and delete its volumes
+	@$(PYTHON) scripts/ensure_env.py
 	$(COMPOSE) down -v --remove-orphans
 
 logs:  ## follow the Docker stack's logs
+	@$(PYTHON) scripts/ensure_env.py
 	$(COMPOSE) logs -f
 
 dev: install  ## the five services and the saga history as local processes (SAGA_FAULTS=seed)
