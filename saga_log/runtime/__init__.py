@@ -14,6 +14,13 @@ from saga_log.runtime.cancellation import (
     split_cancelled,
 )
 from saga_log.runtime.database import async_url, create_engine, ensure_database
+from saga_log.runtime.deadlines import (
+    DEADLINE_EXCEEDED,
+    STEP_TIMED_OUT,
+    Cancellation,
+    Overdue,
+    deadline_watch,
+)
 from saga_log.runtime.delivery import DeliveryHandler
 from saga_log.runtime.fault_plan import FaultPlan
 from saga_log.runtime.holding import ATTEMPT_HEADER
@@ -51,12 +58,16 @@ from saga_log.runtime.unit_of_work import UndeclaredEvent, UnitOfWork
 
 __all__ = [
     "ATTEMPT_HEADER",
+    "DEADLINE_EXCEEDED",
+    "STEP_TIMED_OUT",
     "Batch",
+    "Cancellation",
     "Delivery",
     "DeliveryHandler",
     "FaultPlan",
     "Handler",
     "OutboxRelay",
+    "Overdue",
     "Received",
     "RetryPolicy",
     "RuntimeSettings",
@@ -73,6 +84,7 @@ __all__ = [
     "create_cancellation_table_v2",
     "create_engine",
     "create_runtime_tables_v1",
+    "deadline_watch",
     "declare_topology",
     "downgrade_cancellation_table_v2_to_v1",
     "drop_runtime_tables_v1",

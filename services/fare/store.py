@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from saga_log.runtime import UnitOfWork
+from saga_log.runtime import Overdue, UnitOfWork
 from services.fare.domain import Fare, FareStatus, SagaOutcome
 from services.fare.tables import fare_sagas, fares
 
@@ -90,10 +90,10 @@ async def end_saga(
 
 
 async def overdue_sagas(
-    uow: UnitOfWork, *, now: datetime, step_timeout: timedelta, saga_deadline: timedelta, limit: int
-) -> list[tuple[str, datetime, datetime]]:
+    uow: UnitOfWork, now: datetime, step_timeout: timedelta, saga_deadline: timedelta, limit: int
+) -> list[Overdue]:
     """Running sagas silent past the step timeout or older than the deadline, locked for
-    this transaction (another replica skips them): (fare_id, started_at, updated_at)."""
+    this transaction (another replica skips them)."""
     rows = await uow.connection.execute(
         select(fare_sagas.c.fare_id, fare_sagas.c.started_at, fare_sagas.c.updated_at)
         .where(
@@ -107,4 +107,4 @@ async def overdue_sagas(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [(row.fare_id, row.started_at, row.updated_at) for row in rows]
+    return [Overdue(row.fare_id, row.started_at, row.updated_at) for row in rows]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import TextClause, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
-from saga_log.runtime import UnitOfWork
+from saga_log.runtime import Overdue, UnitOfWork
 from services.order.domain import Order, OrderStatus, SagaOutcome
 from services.order.tables import order_sagas, orders
 
@@ -109,10 +109,10 @@ async def fail_saga(
 
 
 async def overdue_sagas(
-    uow: UnitOfWork, *, now: datetime, step_timeout: timedelta, saga_deadline: timedelta, limit: int
-) -> list[tuple[str, datetime, datetime]]:
+    uow: UnitOfWork, now: datetime, step_timeout: timedelta, saga_deadline: timedelta, limit: int
+) -> list[Overdue]:
     """Running sagas silent past the step timeout or older than the deadline, locked for
-    this transaction (another replica skips them): (order_id, started_at, updated_at)."""
+    this transaction (another replica skips them)."""
     rows = await uow.connection.execute(
         select(order_sagas.c.order_id, order_sagas.c.started_at, order_sagas.c.updated_at)
         .where(
@@ -126,7 +126,7 @@ async def overdue_sagas(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [(row.order_id, row.started_at, row.updated_at) for row in rows]
+    return [Overdue(row.order_id, row.started_at, row.updated_at) for row in rows]
 
 
 async def cancel_saga(uow: UnitOfWork, order_id: str, reason: str) -> None:
