@@ -53,28 +53,17 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    order = commands.add_parser("order", help="place a sample order and print its outcome")
-    order.add_argument("--scenario", choices=SCENARIOS, default="ok")
-    order.add_argument("--order-id", help="use this order_id instead of a fresh one")
-    order.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
-    order.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
-    order.add_argument(
-        "--order-api",
-        default=os.environ.get(
-            "ORDER_API_URL", f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8000')}"
-        ),
-    )
-    fare = commands.add_parser("fare", help="submit a sample fare and print its outcome")
-    fare.add_argument("--scenario", choices=FARE_SCENARIOS, default="ok")
-    fare.add_argument("--fare-id", help="use this fareId instead of a fresh one")
-    fare.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
-    fare.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
-    fare.add_argument(
-        "--fare-api",
-        default=os.environ.get(
-            "FARE_API_URL", f"http://127.0.0.1:{os.environ.get('FARE_HTTP_PORT', '8003')}"
-        ),
-    )
+    for name, what, scenarios, id_flag, api, port in (
+        ("order", "place a sample order", SCENARIOS, "order-id", "ORDER", "8000"),
+        ("fare", "submit a sample fare", FARE_SCENARIOS, "fare-id", "FARE", "8003"),
+    ):
+        start = commands.add_parser(name, help=f"{what} and print its outcome")
+        start.add_argument("--scenario", choices=scenarios, default="ok")
+        start.add_argument(f"--{id_flag}", help="use this id instead of a fresh one")
+        start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
+        start.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+        local = f"http://127.0.0.1:{os.environ.get(f'{api}_HTTP_PORT', port)}"
+        start.add_argument(f"--{name}-api", default=os.environ.get(f"{api}_API_URL", local))
     history = argparse.ArgumentParser(add_help=False)
     history.add_argument(
         "--history-url",
