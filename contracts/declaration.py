@@ -245,6 +245,8 @@ class Saga:
                 "succeeded": self.succeeded.type_name(),
                 "failed": self.failed.type_name(),
             },
+            "cancelled": self.cancelled.type_name() if self.cancelled else None,
+            "rejected": self.rejected.type_name() if self.rejected else None,
         }
 
     def _drawn(self, step: Step) -> dict[str, Any]:
@@ -255,4 +257,9 @@ class Saga:
             "compensates": step.compensates,
             "on": [message.type_name() for message in step.on],
             "expects": [event.type_name() for event in step.outcomes],
+            "succeeded": [event.type_name() for event in step.succeeded],
+            "failed": [event.type_name() for event in step.failed],
+            "compensation_failed": (
+                step.compensation_failed.type_name() if step.compensation_failed else None
+            ),
         }
