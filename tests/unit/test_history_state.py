@@ -220,3 +220,72 @@ def test_the_state_reads_only_the_payload_fields_the_history_keeps_for_it() -> N
     derive("order", "o", [{**event, "payload": _Watched(event["payload"])} for event in every_kind])
     assert _Watched.read
     assert _Watched.read <= set(STATE_FIELDS)
+
+
+def fare_events(*types_and_payloads: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    found = events(*types_and_payloads)
+    for event in found:  # the fare's starting command has no envelope either
+        if event["type"] == "SubmitFare":
+            event["occurred_at"] = None
+    return found
+
+
+def test_a_fare_whose_credit_failed_is_compensated_from_its_own_declaration() -> None:
+    state = derive(
+        "fare",
+        "wr_1",
+        fare_events(
+            ("SubmitFare", {}),
+            ("FareRegistered", {}),
+            ("FareCharged", {}),
+            ("CustomerAccountCreditFailed", {"error": "AccountCreditException"}),
+            ("FareRefunded", {"cause": "AccountCreditException"}),
+            ("FareProcessingFailed", {"error": "AccountCreditException"}),
+        ),
+    )
+    assert (state.saga_type, state.status, state.cause) == (
+        "fare",
+        "failed",
+        "AccountCreditException",
+    )
+    assert steps(state) == {
+        "RegisterFare": "succeeded",
+        "ChargeFare": "succeeded",
+        "CreditCustomerAccount": "failed",
+        "RefundFare": "succeeded",
+        "SetFareStatusFailed": "succeeded",
+    }
+
+
+def test_a_fare_whose_refund_failed_needs_attention_and_leaves_the_fare_status_step_pending() -> (
+    None
+):
+    state = derive(
+        "fare",
+        "wr_1",
+        fare_events(
+            ("SubmitFare", {}),
+            ("FareRegistered", {}),
+            ("FareCharged", {}),
+            ("CustomerAccountCreditFailed", {"error": "AccountCreditException"}),
+            ("FareRefundFailed", {"step": "RefundFare", "error": "RefundException"}),
+            ("FareProcessingFailed", {"error": "RefundException"}),
+        ),
+    )
+    assert state.status == "needs_attention"
+    assert state.attention == "compensation RefundFare failed: RefundException"
+    assert steps(state)["RefundFare"] == "failed"
+    assert steps(state)["SetFareStatusFailed"] == "pending"
+
+
+def test_a_running_saga_says_which_events_would_move_it_on() -> None:
+    state = derive("fare", "wr_1", fare_events(("SubmitFare", {}), ("FareRegistered", {})))
+    assert (state.status, state.current_step) == ("running", "ChargeFare")
+    assert state.expecting == ["FareCharged", "FareChargeFailed"]
+    order = derive("order", "o", events(("PlaceOrder", {}), ("OrderCreated", {})))
+    assert order.expecting == ["PaymentDebited", "PaymentDebitFailed"]
+
+
+def test_a_saga_type_nobody_declared_is_refused() -> None:
+    with pytest.raises(KeyError, match="no saga 'teleport'"):
+        derive("teleport", "x", [])
