@@ -23,10 +23,11 @@ class InvalidMessage(ValueError):
     """A body that no retry can fix: it goes to the dead-letter queue with `reason`."""
 
     def __init__(self, reason: str, fields: list[str] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        # Bounded here, once: a hostile body can make a validator say a great deal.
+        super().__init__(reason[:2000])
+        self.reason = reason[:2000]
         #: The dotted paths of the fields at fault (empty when the body is not even JSON).
-        self.fields = fields or []
+        self.fields = [field[:200] for field in (fields or [])[:50]]
 
 
 def encode(event: Event) -> bytes:

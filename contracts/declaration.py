@@ -14,13 +14,17 @@ drawing, the AsyncAPI documents and diagrams (`make docs`), and the checks of
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
 from typing import Any, Literal
 
-from contracts.envelope import Command, CompensationFailed, Event
+from contracts.codec import InvalidMessage
+from contracts.envelope import SAGA_ID_PATTERN, Command, CompensationFailed, Event
 from contracts.faults import DemoFault
 
 #: The participant named as the producer of a saga's starting command.
@@ -211,6 +215,28 @@ class Saga:
 
     def messages(self) -> tuple[Message, ...]:
         return (self.starts_with, *self.events)
+
+    def reject(self, body: bytes, error: InvalidMessage) -> Event | None:
+        """The answer to a starting command that is not valid (`rejected`, naming the
+        fields at fault), when it names a saga id that can be answered to; without one
+        nobody could be told, and the dead-letter queue keeps it."""
+        if self.rejected is None:
+            return None
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        saga_id = data.get(self.id_field) if isinstance(data, dict) else None
+        if not isinstance(saga_id, str) or not re.fullmatch(SAGA_ID_PATTERN, saga_id):
+            return None
+        command = self.starts_with.type_name()
+        return self.rejected.caused_by(
+            f"{command}:{saga_id}:rejected:{hashlib.sha256(body).hexdigest()[:16]}",
+            producer=self.producer(self.rejected),
+            saga_id=saga_id,
+            reason=error.reason,
+            fields=error.fields,
+        )
 
     def flow(self) -> dict[str, Any]:
         """The saga's shape for drawing: forward steps in order, each compensation beneath

@@ -21,7 +21,8 @@ NAMESPACE = uuid.UUID("8b03bc51-6db8-4d24-9e5b-0f8245f5f42e")
 SCHEMA_VERSION = 1
 
 #: A saga id as it travels: short, printable, safe in a routing key, a log line or a URL.
-SagaId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+SAGA_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+SagaId = Annotated[str, Field(min_length=1, max_length=64, pattern=SAGA_ID_PATTERN)]
 #: Free text that ends up in a database column or a log line: always bounded.
 Text = Annotated[str, Field(max_length=2000)]
 Name = Annotated[str, Field(max_length=128)]

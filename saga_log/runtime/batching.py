@@ -25,11 +25,6 @@ from saga_log.runtime.subscription import Received
 log = logging.getLogger(__name__)
 
 
-class HandleAlone(Exception):
-    """A batch met something only one-by-one handling can place (a failed compensation
-    whose message is not known)."""
-
-
 @dataclass
 class Pending:
     """A decoded delivery in hand, waiting for its transaction."""
@@ -121,11 +116,10 @@ class GroupCommit:
         try:
             outcome = await self._delivery.transact(pending)
         except Exception as exc:
-            if not isinstance(exc, HandleAlone):
-                log.info(
-                    "batch failed; its messages are handled one by one",
-                    extra={"queue": self._queue, "size": len(batch), "error": repr(exc)},
-                )
+            log.info(
+                "batch failed; its messages are handled one by one",
+                extra={"queue": self._queue, "size": len(batch), "error": repr(exc)},
+            )
             return False
         await self._ack(pending)
         self._delivery.account(outcome, batch=len(batch))

@@ -27,7 +27,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts import CompensationFailed, InvalidMessage, decode
 from saga_log.runtime import metrics
-from saga_log.runtime.batching import GroupCommit, HandleAlone, Outcome, Pending
+from saga_log.runtime.batching import GroupCommit, Outcome, Pending
 from saga_log.runtime.fault_plan import FaultPlan
 from saga_log.runtime.holding import ROUTING_KEY_HEADER, Holding, Stats, attempt, fields
 from saga_log.runtime.retry import RetryPolicy
@@ -170,18 +170,20 @@ class DeliveryHandler:
         to be redriven once the cause is fixed (see `claim_key`). Parked before the commit
         that records it as handled: a crash in between parks it again (a copy the operator
         tools fold), never not at all."""
+        failures = [e for e in uow.pending if isinstance(e, CompensationFailed)]
+        if not failures:
+            return []
         by_id = {p.received.message_id: p for p in fresh}
-        parked: list[Pending] = []
-        for failure in uow.pending:
-            if not isinstance(failure, CompensationFailed):
-                continue
-            pending = by_id.get(failure.causation_id) or (fresh[0] if len(fresh) == 1 else None)
-            if pending is None:
-                raise HandleAlone(failure.causation_id)
+        unknown = [f.causation_id for f in failures if f.causation_id not in by_id]
+        if unknown:
+            # A handler built a compensation's failure from another cause than the message
+            # it handled: a bug. Nothing is parked yet; the transaction rolls back.
+            raise RuntimeError(f"a compensation failure names no message of this batch: {unknown}")
+        parked = [by_id[failure.causation_id] for failure in failures]
+        for pending, failure in zip(parked, failures, strict=True):
             await self.holding.park(
                 pending.raw, pending.received, f"{failure.step} failed: {failure.error}", 0
             )
-            parked.append(pending)
         return parked
 
     def account(self, outcome: Outcome, *, batch: int) -> None:

@@ -89,11 +89,17 @@ class Holding:
         error: InvalidMessage,
         answer: Callable[[bytes, InvalidMessage], Event | None] | None,
     ) -> None:
-        """Dead-letter a body that can never be valid, and answer it if the service can."""
+        """Dead-letter a body that can never be valid, and answer it if the service can.
+        The answer is a courtesy: if it cannot be made or sent, the dead letter stands."""
         await self.dead_letter(raw, error.reason)
-        reply = answer(raw.body, error) if answer is not None else None
-        if reply is not None:
-            await self.publish_now(reply)
+        if answer is None:
+            return
+        try:
+            reply = answer(raw.body, error)
+            if reply is not None:
+                await self.publish_now(reply)
+        except Exception:
+            log.warning("no answer to a rejected message", exc_info=True, extra=fields(raw, self))
 
     async def dead_letter(self, raw: AbstractIncomingMessage, reason: str) -> None:
         headers = {

@@ -3,8 +3,6 @@ fare saga ends. Pure: no database, no broker (the handler seals the card fields)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,16 +14,13 @@ from contracts import (
     FareProcessingFailed,
     FareProcessingSucceeded,
     FareRegistered,
-    FareRejected,
     FareStatusUpdated,
-    InvalidMessage,
     SubmitFare,
 )
 
 SERVICE = "fare"
 #: The card fields, sealed for the charge and never stored.
 CARD_FIELDS = ("cc", "expiryDate", "cvv")
-_FARE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class FareStatus(StrEnum):
@@ -75,25 +70,6 @@ def register_fare(
         **{name: sealed.get(name) for name in CARD_FIELDS},
     )
     return fare, event
-
-
-def reject_fare(body: bytes, error: InvalidMessage) -> FareRejected | None:
-    """The answer to a fare JSON that is not a valid fare, when it names a fareId that can
-    be answered to (without one nobody could be told: the dead-letter queue keeps it)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    fare_id = data.get("fareId") if isinstance(data, dict) else None
-    if not isinstance(fare_id, str) or not _FARE_ID.fullmatch(fare_id):
-        return None
-    return FareRejected.caused_by(
-        f"SubmitFare:{fare_id}:rejected:{hashlib.sha256(body).hexdigest()[:16]}",
-        producer=SERVICE,
-        fareId=fare_id,
-        reason=error.reason,
-        fields=error.fields[:50],
-    )
 
 
 def fare_succeeded(

@@ -2,9 +2,9 @@
 
 from functools import partial
 
-from contracts import consumer
+from contracts import FARE, consumer
 from saga_log.runtime import RuntimeSettings, Subscription
-from services.fare import domain, handlers
+from services.fare import handlers
 
 
 def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
@@ -13,7 +13,7 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
         Subscription(
             consumer("fare", "register_fare"),
             partial(handlers.register_fare, cipher=cipher),
-            on_invalid=domain.reject_fare,
+            on_invalid=FARE.reject,
         ),
         Subscription(consumer("fare", "fail_fare"), handlers.fail_fare),
         Subscription(consumer("fare", "conclude_fare"), handlers.conclude_fare),

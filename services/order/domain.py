@@ -3,9 +3,6 @@ saga ends. Pure: no database, no broker."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -14,13 +11,11 @@ from typing import Any
 from contracts import (
     Event,
     Faults,
-    InvalidMessage,
     OrderCancelled,
     OrderCreated,
     OrderCreateFailed,
     OrderFailed,
     OrderItem,
-    OrderRejected,
     OrderStatusUpdated,
     OrderStatusUpdateFailed,
     OrderSucceeded,
@@ -30,7 +25,6 @@ from contracts import (
 SERVICE = "order"
 PROCESS_ORDER = "ProcessOrder"
 UPDATE_ORDER_STATUS = "UpdateOrderStatus"
-_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class OrderStatus(StrEnum):
@@ -79,25 +73,6 @@ def process_order(command: PlaceOrder, *, causation_id: str, faults: Faults) -> 
             items=[OrderItem.model_validate(item) for item in command.items],
         )
     return order, event
-
-
-def reject_order(body: bytes, error: InvalidMessage) -> OrderRejected | None:
-    """The answer to an order JSON that is not a valid order, when it names an order_id that
-    can be answered to (without one nobody could be told: the dead-letter queue keeps it)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    order_id = data.get("order_id") if isinstance(data, dict) else None
-    if not isinstance(order_id, str) or not _ORDER_ID.fullmatch(order_id):
-        return None
-    return OrderRejected.caused_by(
-        f"PlaceOrder:{order_id}:rejected:{hashlib.sha256(body).hexdigest()[:16]}",
-        producer=SERVICE,
-        order_id=order_id,
-        reason=error.reason,
-        fields=error.fields,
-    )
 
 
 def update_order_status(

@@ -2,9 +2,9 @@
 
 from functools import partial
 
-from contracts import consumer
+from contracts import ORDER, consumer
 from saga_log.runtime import RuntimeSettings, Subscription
-from services.order import domain, handlers
+from services.order import handlers
 
 
 def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
@@ -13,7 +13,7 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
         Subscription(
             consumer("order", "process_order"),
             partial(handlers.process_order, faults=faults),
-            on_invalid=domain.reject_order,
+            on_invalid=ORDER.reject,
         ),
         Subscription(
             consumer("order", "update_order_status"),
