@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -52,6 +54,36 @@ def mask(value: Any, secrets: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [mask(item, secrets) for item in value]
     return value
+
+
+def masked_body(body: bytes, secrets: frozenset[str]) -> bytes:
+    """A message body as people may see it: `mask`ed if it is JSON; if it is not (a trailing
+    comma typed into a form), any `"<secret field>": value` in it masked by pattern."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return _masked_text(body, secrets)
+    masked = mask(data, secrets)
+    return body if masked == data else json.dumps(masked).encode()
+
+
+def _masked_text(body: bytes, secrets: frozenset[str]) -> bytes:
+    if not secrets:
+        return body
+    names = "|".join(re.escape(name) for name in sorted(secrets))
+    value = r'"(?:[^"\\]|\\.)*"|[^,}\]\s]+'
+    pattern = re.compile(rf'("(?:{names})"\s*:\s*)(?:{value})')
+    text = body.decode("utf-8", "replace")
+    return pattern.sub(lambda m: f'{m.group(1)}"{MASK}"', text).encode()
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(SEALED_PREFIX)
+
+
+def field_context(saga_id: str, name: str) -> str:
+    """What a sealed field is bound to: its saga and its name (it opens nowhere else)."""
+    return f"{saga_id}|{name}"
 
 
 class CipherError(ValueError):
@@ -97,6 +129,21 @@ class FieldCipher:
         sealed = self._keys[self._current].encrypt(nonce, value.encode(), context.encode())
         token = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{SEALED_PREFIX}{self._current}:{token}"
+
+    def seal_fields(
+        self, data: Mapping[str, Any], names: Iterable[str], *, saga_id: str
+    ) -> dict[str, Any]:
+        """`data` with each of the fields `names` that holds a clear string sealed (those
+        already sealed are left as they are)."""
+        sealed = dict(data)
+        for name in names:
+            value = sealed.get(name)
+            if isinstance(value, str) and not is_sealed(value):
+                sealed[name] = self.seal(value, context=field_context(saga_id, name))
+        return sealed
+
+    def open_field(self, value: str, *, saga_id: str, name: str) -> str:
+        return self.open(value, context=field_context(saga_id, name))
 
     def open(self, sealed: str, *, context: str) -> str:
         if not sealed.startswith(SEALED_PREFIX):

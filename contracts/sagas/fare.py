@@ -49,10 +49,11 @@ FareAmount = Annotated[
 CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
 #: A charge, authorisation or refund id of the payment provider (`ch_` + 25 characters).
 ProviderId = Annotated[str, Field(max_length=64)]
-#: A card field as the client sends it: secret.
-CardField = Annotated[str | None, Secret(), Field(max_length=64)]
+#: A card field as the client sends it (or as a retry copy holds it, sealed): secret, and
+#: never in a model's repr.
+CardField = Annotated[str | None, Secret(), Field(max_length=512, repr=False)]
 #: A card field sealed by the fare service (`contracts.secrets`): still secret.
-SealedField = Annotated[str | None, Secret(), Field(max_length=512)]
+SealedField = Annotated[str | None, Secret(), Field(max_length=512, repr=False)]
 
 
 class SubmitFare(Command):

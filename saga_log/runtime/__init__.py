@@ -23,7 +23,7 @@ from saga_log.runtime.deadlines import (
 )
 from saga_log.runtime.delivery import DeliveryHandler
 from saga_log.runtime.fault_plan import FaultPlan
-from saga_log.runtime.holding import ATTEMPT_HEADER
+from saga_log.runtime.holding import ATTEMPT_HEADER, Protection
 from saga_log.runtime.migrations import (
     create_cancellation_table_v1,
     create_cancellation_table_v2,
@@ -68,6 +68,7 @@ __all__ = [
     "Handler",
     "OutboxRelay",
     "Overdue",
+    "Protection",
     "Received",
     "RetryPolicy",
     "RuntimeSettings",

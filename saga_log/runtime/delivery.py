@@ -29,7 +29,14 @@ from contracts import CompensationFailed, InvalidMessage, decode
 from saga_log.runtime import metrics
 from saga_log.runtime.batching import GroupCommit, Outcome, Pending
 from saga_log.runtime.fault_plan import FaultPlan
-from saga_log.runtime.holding import ROUTING_KEY_HEADER, Holding, Stats, attempt, fields
+from saga_log.runtime.holding import (
+    ROUTING_KEY_HEADER,
+    Holding,
+    Protection,
+    Stats,
+    attempt,
+    fields,
+)
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Delivery, Received, Subscription
 from saga_log.runtime.unit_of_work import UnitOfWork
@@ -56,6 +63,7 @@ class DeliveryHandler:
         retry_budget: int | None = None,
         fault_plan: FaultPlan | None = None,
         batch_size: int = 1,
+        protect: Protection | None = None,
     ) -> None:
         self.subscription = subscription
         self.consumer = subscription.consumer
@@ -71,6 +79,7 @@ class DeliveryHandler:
             budget=retry_policy.max_attempts if retry_budget is None else retry_budget,
             publish_timeout=publish_timeout,
             stats=self.stats,
+            protect=protect,
         )
         self._batches = (
             GroupCommit(self, batch_size, queue=self.consumer.queue) if batch_size > 1 else None

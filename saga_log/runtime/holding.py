@@ -9,6 +9,10 @@ own; the original is acked only after the copy is confirmed.
   it: the step's compensation-failed event for a compensation, `MessageParked` otherwise;
 - a dead letter waits on `<queue>.dlq` with who refused it, why and when; its secret
   fields are masked first (a client must send it again: nobody may read them there).
+
+Secret fields never rest in clear on a holding queue: a retry or parked copy has them
+sealed when the service holds the field keys (it can open them when the copy comes back),
+masked otherwise (`Protection`).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from contracts import (
     SECRET_FIELDS,
     Consumer,
     Event,
+    FieldCipher,
     InvalidMessage,
     MessageParked,
     encode,
-    mask,
 )
+from contracts.secrets import masked_body, secret_fields
 from saga_log.runtime import metrics
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Received
@@ -45,6 +50,38 @@ ATTEMPT_HEADER = "saga-attempt"
 ROUTING_KEY_HEADER = "saga-routing-key"
 #: Retries are counted up to this; any other value in the header counts as a first attempt.
 MAX_ATTEMPT = 1000
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What a copy of a message may hold: its secret fields sealed when this service can
+    seal them (and so open them again), masked otherwise."""
+
+    secrets: frozenset[str] = frozenset()
+    cipher: FieldCipher | None = None
+    id_field: str | None = None
+
+    @classmethod
+    def of(cls, consumer: Consumer, cipher: FieldCipher | None) -> Protection:
+        if consumer.saga == "*":  # the history reads every saga's messages
+            return cls(frozenset(SECRET_FIELDS))
+        secrets = secret_fields(consumer.messages)
+        fields = {getattr(m, "saga_id_field", None) for m in consumer.messages}
+        id_field = fields.pop() if len(fields) == 1 else None
+        return cls(secrets, cipher if secrets else None, id_field)
+
+    def __call__(self, body: bytes) -> bytes:
+        if not self.secrets:
+            return body
+        if self.cipher is not None and self.id_field is not None:
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                data = None
+            if isinstance(data, dict) and isinstance(data.get(self.id_field), str):
+                sealed = self.cipher.seal_fields(data, self.secrets, saga_id=data[self.id_field])
+                return body if sealed == data else json.dumps(sealed).encode()
+        return masked_body(body, self.secrets)
 
 
 @dataclass
@@ -74,6 +111,7 @@ class Holding:
         budget: int,
         publish_timeout: float,
         stats: Stats,
+        protect: Protection | None = None,
     ) -> None:
         self.consumer = consumer
         self._broker = broker
@@ -82,6 +120,7 @@ class Holding:
         self._budget = budget
         self._publish_timeout = publish_timeout
         self._stats = stats
+        self._protect = protect or Protection()
 
     async def reject(
         self,
@@ -109,7 +148,8 @@ class Holding:
             "saga-rejected-at": datetime.now(UTC).isoformat(),
         }
         log.warning("message dead-lettered", extra={**fields(raw, self), "reason": reason[:2000]})
-        await self.republish(raw, self.consumer.dead_letter_queue, headers, body=_masked(raw.body))
+        body = masked_body(raw.body, SECRET_FIELDS)
+        await self.republish(raw, self.consumer.dead_letter_queue, headers, body=body)
         self._stats.dead_lettered += 1
         metrics.DEAD_LETTERS.labels(self.service, self.consumer.queue).inc()
         self.count("dead_lettered", None)
@@ -134,7 +174,9 @@ class Holding:
         )
         headers = {ATTEMPT_HEADER: retry, "saga-last-error": error}
         queue = self.consumer.retry_queue(retry)
-        await self.republish(raw, queue, headers, expiration=max(delay, 0.001))
+        await self.republish(
+            raw, queue, headers, expiration=max(delay, 0.001), body=self._protect(raw.body)
+        )
         self._stats.retried += 1
         self.count("retried", received.message)
         metrics.RETRIES.labels(self.service, self.consumer.queue).inc()
@@ -151,7 +193,9 @@ class Holding:
             "saga-parked-at": datetime.now(UTC).isoformat(),
             "saga-last-error": error,
         }
-        await self.republish(raw, self.consumer.parking_queue, headers)
+        await self.republish(
+            raw, self.consumer.parking_queue, headers, body=self._protect(raw.body)
+        )
         self._stats.parked += 1
         self.count("parked", received.message)
         metrics.PARKED.labels(self.service, self.consumer.queue).inc()
@@ -271,15 +315,3 @@ def fields(raw: AbstractIncomingMessage, holding: Holding) -> dict[str, Any]:
 def type_of(message: Any) -> str:
     kind = getattr(message, "type", None)
     return kind if isinstance(kind, str) else type(message).__name__
-
-
-def _masked(body: bytes) -> bytes:
-    """`body` with its secret fields masked, if it is a JSON object that has any."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return body
-    if not isinstance(data, dict | list):
-        return body
-    masked = mask(data, SECRET_FIELDS)
-    return body if masked == data else json.dumps(masked).encode()

@@ -42,6 +42,7 @@ from contracts.topology import (
 from saga_log.runtime import logs, metrics
 from saga_log.runtime.database import create_engine, ensure_database
 from saga_log.runtime.delivery import DeliveryHandler
+from saga_log.runtime.holding import Protection
 from saga_log.runtime.migrations import upgrade
 from saga_log.runtime.outbox import OutboxRelay
 from saga_log.runtime.settings import RuntimeSettings
@@ -233,6 +234,7 @@ class ServiceRuntime:
             service=self.name,
             publish_timeout=self.settings.publish_timeout,
             batch_size=self.settings.batch_size,
+            protect=Protection.of(subscription.consumer, self.settings.field_cipher_or_none()),
         )
         self.handlers.append(handler)
         subscribe(broker, handler, prefetch=self.settings.prefetch)

@@ -65,5 +65,9 @@ class RuntimeSettings(BaseSettings):
         """The cipher of secret fields; a clear error when no key is configured."""
         return FieldCipher.from_setting(self.field_keys.get_secret_value())
 
+    def field_cipher_or_none(self) -> FieldCipher | None:
+        """The cipher of secret fields, if this service holds the keys."""
+        return self.field_cipher() if self.field_keys.get_secret_value().strip() else None
+
     def injected_faults(self) -> FaultPlan:
         return FaultPlan.parse(self.fault_plan_json)

@@ -51,14 +51,19 @@ def card_last4(number: str | None) -> str | None:
 
 
 def register_fare(
-    command: SubmitFare, *, sealed: Mapping[str, str], causation_id: str
+    command: SubmitFare,
+    *,
+    sealed: Mapping[str, str | None],
+    card_number: str | None,
+    causation_id: str,
 ) -> tuple[Fare, FareRegistered]:
-    """RegisterFare: the fare is stored (no status yet); the card fields travel on sealed."""
+    """RegisterFare: the fare is stored (no status yet, the card's last four digits only);
+    the card fields travel on sealed."""
     fare = Fare(
         fare_id=command.fareId,
         customer_id=command.customerId,
         fare_amount=command.fareAmount,
-        card_last4=card_last4(command.cc),
+        card_last4=card_last4(card_number),
     )
     event = FareRegistered.caused_by(
         causation_id,

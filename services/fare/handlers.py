@@ -23,6 +23,7 @@ from contracts import (
     FieldCipher,
     SubmitFare,
 )
+from contracts.secrets import is_sealed
 from saga_log.runtime import Batch, Received, UnitOfWork, metrics, one_by_one
 from services.fare import domain, store
 from services.fare.domain import FareStatus, SagaOutcome
@@ -38,13 +39,14 @@ async def register_fare(uow: UnitOfWork, batch: Batch[SubmitFare], *, cipher: Fi
         command = received.message
         if command.fareId in registered:
             continue
-        sealed = {
-            name: cipher.seal(value, context=f"{command.fareId}|{name}")
-            for name in domain.CARD_FIELDS
-            if (value := getattr(command, name)) is not None
-        }
+        # A retry copy holds the card already sealed (saga_log.runtime's Protection).
+        card = {name: getattr(command, name) for name in domain.CARD_FIELDS}
+        sealed = cipher.seal_fields(card, domain.CARD_FIELDS, saga_id=command.fareId)
+        number = card["cc"]
+        if is_sealed(number):
+            number = cipher.open_field(number, saga_id=command.fareId, name="cc")
         registered[command.fareId] = domain.register_fare(
-            command, sealed=sealed, causation_id=received.message_id
+            command, sealed=sealed, card_number=number, causation_id=received.message_id
         )
     new = await store.insert_new_fares(uow, [fare for fare, _ in registered.values()])
     for fare_id, (_, event) in registered.items():

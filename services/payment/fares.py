@@ -7,7 +7,7 @@ characters, as the lab's) are derived from the fare, so a retried step overwrite
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from contracts import (
@@ -33,11 +33,12 @@ REFUNDED = "refunded"
 
 @dataclass(frozen=True)
 class Card:
-    """A card as the charge sees it, opened from its sealed fields (never stored)."""
+    """A card as the charge sees it, opened from its sealed fields (never stored, and
+    never in a repr)."""
 
-    number: str
-    expiry: str
-    cvv: str
+    number: str = field(repr=False)
+    expiry: str = field(repr=False)
+    cvv: str = field(repr=False)
 
     def problem(self) -> str | None:
         """Why the provider would decline this card, or None."""

@@ -150,7 +150,7 @@ def _card(fare: FareRegistered, cipher: FieldCipher) -> fares.Card | None:
     if fare.cc is None:
         return None
     opened = [
-        cipher.open(value, context=f"{fare.fareId}|{name}") if value is not None else ""
+        cipher.open_field(value, saga_id=fare.fareId, name=name) if value is not None else ""
         for name, value in (("cc", fare.cc), ("expiryDate", fare.expiryDate), ("cvv", fare.cvv))
     ]
     return fares.Card(*opened)

@@ -43,7 +43,7 @@ def registered(scenario: str = "ok") -> Any:
         name: CIPHER.seal(getattr(command, name), context=f"{command.fareId}|{name}")
         for name in fare.CARD_FIELDS
     }
-    return fare.register_fare(command, sealed=sealed, causation_id="c")
+    return fare.register_fare(command, sealed=sealed, card_number=command.cc, causation_id="c")
 
 
 def card() -> payment.Card:
@@ -203,3 +203,34 @@ def test_the_history_reads_a_fare_masked_and_an_order_as_json() -> None:
 def test_the_history_refuses_what_no_saga_declares(body: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidMessage, match=reason):
         decode(SagaMessage, json.dumps(body).encode())
+
+
+def test_no_repr_shows_the_card() -> None:
+    shown = repr(submitted()) + repr(card()) + repr(registered()[1])
+    for secret in (LAB_FARE["cc"], LAB_FARE["cvv"], LAB_FARE["expiryDate"]):
+        assert secret not in shown
+
+
+def test_a_body_that_is_not_json_still_has_its_card_masked() -> None:
+    from contracts import SECRET_FIELDS
+    from contracts.secrets import masked_body
+
+    typed = b'{"fareId": "wr_1", "cc": "2424 2424 2424 2424", "cvv": 111, "expiryDate": "12/22",}'
+    shown = masked_body(typed, SECRET_FIELDS)
+    assert b"2424" not in shown and b"111" not in shown and b"12/22" not in shown
+    assert b'"fareId": "wr_1"' in shown
+
+
+def test_a_retry_copy_holds_the_card_sealed_and_the_fare_service_reads_it_back() -> None:
+    from contracts import consumer
+    from saga_log.runtime import Protection
+
+    protect = Protection.of(consumer("fare", "register_fare"), CIPHER)
+    copy = protect(json.dumps(sample_fare()).encode())
+    for secret in (LAB_FARE["cc"], LAB_FARE["cvv"], LAB_FARE["expiryDate"]):
+        assert secret.encode() not in copy
+    again = decode(SubmitFare, copy)
+    assert CIPHER.open_field(again.cc or "", saga_id=again.fareId, name="cc") == LAB_FARE["cc"]
+    assert protect(copy) == copy  # sealed once, not twice
+    history = Protection.of(consumer("saga_log", "record"), None)
+    assert json.loads(history(json.dumps(sample_fare()).encode()))["cvv"] == "***"
