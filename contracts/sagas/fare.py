@@ -117,11 +117,13 @@ class FareChargeFailed(FareEvent):
 
 
 class CustomerAccountCredited(FareEvent):
-    """CreditCustomerAccount credited the customer's account with the charge."""
+    """CreditCustomerAccount credited the customer's account with the charge (named by its
+    token and id, which the success notification repeats)."""
 
     routing_key: ClassVar[str] = "accounting.account_credited"
     type: Literal["CustomerAccountCredited"] = "CustomerAccountCredited"
     customerId: CustomerId
+    chargeToken: ProviderId
     chargeId: ProviderId
     amount: Money
 
@@ -207,7 +209,8 @@ class FareCancelled(FareEvent):
 
 class FareStatusUpdated(FareEvent):
     """SetFareStatusFailed ran for a fare whose saga had already ended (a redriven refund
-    reached it): the fare is now `fareStatus`; no second terminal event is published."""
+    reached it, or the refund of a cancelled fare): the fare is now `fareStatus`; no second
+    terminal event is published."""
 
     routing_key: ClassVar[str] = "fare.status_updated"
     type: Literal["FareStatusUpdated"] = "FareStatusUpdated"

@@ -202,7 +202,8 @@ class OrderCancelled(OrderEvent):
 
 class OrderStatusUpdated(OrderEvent):
     """UpdateOrderStatus ran for a saga that had already ended (a redriven compensation
-    reached it): the order is now `order_status`; no second terminal event is published."""
+    reached it, or the refund of a cancelled saga): the order is now `order_status`; no
+    second terminal event is published."""
 
     routing_key: ClassVar[str] = "order.status_updated"
     type: Literal["OrderStatusUpdated"] = "OrderStatusUpdated"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from contracts import MessageParked, Saga, saga_named
+from contracts import MessageParked, Reaction, Saga, saga_named
 
 STATUSES = ("running", "succeeded", "failed", "needs_attention", "stuck")
 
@@ -43,6 +43,11 @@ class Reading:
     steps: tuple[tuple[str, str], ...]
     #: step -> the event types that end it
     expects: Mapping[str, tuple[str, ...]]
+    #: queue (`<service>.<queue>`) -> the event types it emits, for every step and reaction
+    emits: Mapping[str, tuple[str, ...]]
+    #: message type -> what the reactions it triggers emit (a saga waiting on a reaction,
+    #: such as its conclusion, waits for those)
+    reaction_outcomes: Mapping[str, tuple[str, ...]]
 
 
 @functools.cache
@@ -81,7 +86,21 @@ def _reading(saga: Saga) -> Reading:
             name: tuple(e.type_name() for e in step.outcomes)
             for name, (_, step) in saga.steps.items()
         },
+        emits={
+            f"{service}.{queue.queue}": tuple(e.type_name() for e in queue.emits)
+            for service, queue in saga.queues
+        },
+        reaction_outcomes=_reaction_outcomes(saga),
     )
+
+
+def _reaction_outcomes(saga: Saga) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for _, queue in saga.queues:
+        if isinstance(queue, Reaction) and queue.emits and queue.runs is None:
+            for message in queue.on:
+                found.setdefault(message.type_name(), []).extend(e.type_name() for e in queue.emits)
+    return {kind: tuple(dict.fromkeys(types)) for kind, types in found.items()}
 
 
 @dataclass
@@ -177,7 +196,12 @@ class _Derivation:
     steps: dict[str, StepState]
     terminal: str | None = None
     attention_step: str | None = None
+    #: The queue of a parked message that runs no step, and whether what it would emit has
+    #: since been seen (it was redriven and ran).
+    parked_queue: str | None = None
+    parked_queue_ran: bool = False
     cancelled: bool = False
+    last: str | None = None
 
 
 def derive(saga_type: str, saga_id: str, events: Iterable[Mapping[str, Any]]) -> SagaState:
@@ -202,6 +226,9 @@ def derive(saga_type: str, saga_id: str, events: Iterable[Mapping[str, Any]]) ->
 def _read(work: _Derivation, kind: str, payload: Mapping[str, Any], at: datetime) -> None:
     """What one event does to the steps and the saga."""
     how, saga, steps = work.how, work.saga, work.steps
+    work.last = kind
+    if work.parked_queue and kind in how.emits.get(work.parked_queue, ()):
+        work.parked_queue_ran = True
     for action, name in how.moves.get(kind, ()):
         if action == "succeed" and kind == how.failed and steps[name].status != "running":
             continue  # the terminal failure ends this step only while it runs
@@ -221,10 +248,11 @@ def _read(work: _Derivation, kind: str, payload: Mapping[str, Any], at: datetime
             steps[parked].error = payload.get("error")
         saga.attention = f"message parked on {payload.get('queue')}: {payload.get('error')}"
         work.attention_step = parked
+        work.parked_queue, work.parked_queue_ran = str(payload.get("queue")), False
     elif kind == how.cancelled:
         work.cancelled = True
         saga.cause = f"cancelled: {payload.get('reason')}"
-    elif kind == how.rejected:
+    elif kind == how.rejected and work.terminal is None and _not_started(work):
         work.terminal, saga.ended_at, saga.error = how.failed, at, kind
         saga.cause = f"rejected: {payload.get('reason')}"
         _apply(steps[how.steps[0][0]], "fail", at, kind)
@@ -236,11 +264,23 @@ def _read(work: _Derivation, kind: str, payload: Mapping[str, Any], at: datetime
                 saga.cause = payload.get("cause") or saga.cause
 
 
+def _not_started(work: _Derivation) -> bool:
+    """A rejection counts while the saga's first step has not succeeded: a rejected
+    resubmission of a saga that runs (or ran) is no news about that saga."""
+    return work.steps[work.how.steps[0][0]].status != "succeeded"
+
+
 def _conclude(work: _Derivation) -> SagaState:
     saga, steps = work.saga, work.steps
     saga.steps = list(steps.values())
     if work.attention_step in steps and steps[work.attention_step].status == "succeeded":
         saga.attention = None  # redriven after its cause was fixed: the step has since run
+    elif work.parked_queue is not None and work.attention_step not in steps:
+        # Parked on a queue that runs no step: redriven once what it emits is seen (for a
+        # queue that emits nothing, once the saga has ended all the same).
+        emits = work.how.emits.get(work.parked_queue, ())
+        if work.parked_queue_ran or (not emits and work.terminal is not None):
+            saga.attention = None
     if saga.attention:
         saga.status = "needs_attention"
     elif work.terminal == work.how.succeeded:
@@ -251,6 +291,9 @@ def _conclude(work: _Derivation) -> SagaState:
     if running and work.terminal is None:
         saga.current_step = running[-1].name
         saga.expecting = [e for step in running for e in work.how.expects.get(step.name, ())]
+    elif work.terminal is None and work.last is not None:
+        # Between steps, waiting on a reaction (the saga's conclusion, say).
+        saga.expecting = list(work.how.reaction_outcomes.get(work.last, ()))
     return saga
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from contracts import saga_named
 from saga_log.runtime import metrics
 from saga_log.runtime.service import ServiceRuntime, repeatedly
 from saga_log.runtime.unit_of_work import UnitOfWork
@@ -59,10 +60,14 @@ def deadline_watch(
 
     async def watch_deadlines(runtime: ServiceRuntime) -> None:
         settings = runtime.settings
+        declared = saga_named(saga)
+        may_publish = next(p.on_deadline for p in declared.participants if p.name == runtime.name)
 
         async def check() -> bool:
+            uow = runtime.unit_of_work()
+            uow.restrict(may_publish)  # what the declaration lets a deadline watch publish
             cancelled = await cancel_overdue(
-                runtime.unit_of_work(),
+                uow,
                 service=runtime.name,
                 saga=saga,
                 find_overdue=find_overdue,

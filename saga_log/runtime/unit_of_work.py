@@ -176,7 +176,7 @@ def _claim_many_statement(inbox: str) -> TextClause:
 # collation, so that every transaction takes overlapping locks in one order.
 _LOCK_SAGAS = text(
     "SELECT pg_advisory_xact_lock(hashtext(id))"
-    ' FROM (SELECT unnest(:ids) AS id ORDER BY 1 COLLATE "C") AS ids'
+    ' FROM (SELECT id FROM unnest(:ids) AS t(id) ORDER BY id COLLATE "C") AS ids'
 ).bindparams(bindparam("ids", type_=ARRAY(TEXT)))
 
 

@@ -58,6 +58,7 @@ def credit_account(
         producer=SERVICE,
         fareId=charge.fareId,
         customerId=charge.customerId,
+        chargeToken=charge.chargeToken,
         chargeId=charge.chargeId,
         amount=charge.fareAmount,
     )

@@ -89,8 +89,10 @@ async def _conclude_fare(
 ) -> None:
     event = received.message
     if isinstance(event, CustomerAccountCredited):
-        # Completed only if this ends the saga: a fare cancelled meanwhile stays failed.
-        if await _end(uow, received, None, SagaOutcome.SUCCEEDED):
+        # Completed only if this ends the saga: a fare cancelled meanwhile stays failed. The
+        # credit names the charge: the notification does not wait for record_charge.
+        charge = (event.chargeToken, event.chargeId)
+        if await _end(uow, received, None, SagaOutcome.SUCCEEDED, charge=charge):
             await store.set_status(uow, event.fareId, FareStatus.COMPLETED)
         return
     fare = await store.fare(uow, event.fareId)
@@ -122,11 +124,12 @@ async def _end(
     *,
     error: str | None = None,
     failed_compensation: str | None = None,
+    charge: tuple[str, str] | None = None,
 ) -> bool:
     """End the saga with `outcome` and publish its terminal event; False if it had ended."""
     fare_id = received.saga_id
     ended = await store.end_saga(
-        uow, fare_id, outcome, error=error, failed_compensation=failed_compensation
+        uow, fare_id, outcome, error=error, failed_compensation=failed_compensation, charge=charge
     )
     if ended is None:
         log.info("fare saga already concluded", extra={"fare_id": fare_id})

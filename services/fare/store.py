@@ -70,9 +70,12 @@ async def end_saga(
     *,
     error: str | None = None,
     failed_compensation: str | None = None,
+    charge: tuple[str, str] | None = None,
 ) -> tuple[datetime, str | None, str | None] | None:
-    """End the fare's saga with `outcome` if it is running: (started_at, charge_token,
-    charge_id), or None if it had ended (the guard on `running` ends a saga once)."""
+    """End the fare's saga with `outcome` if it is running, keeping its `charge` (token,
+    id) if given: (started_at, charge_token, charge_id), or None if it had ended (the
+    guard on `running` ends a saga once)."""
+    kept = {"charge_token": charge[0], "charge_id": charge[1]} if charge else {}
     row = (
         await uow.connection.execute(
             update(fare_sagas)
@@ -82,6 +85,7 @@ async def end_saga(
                 error=error,
                 failed_compensation=failed_compensation,
                 updated_at=func.now(),
+                **kept,
             )
             .returning(fare_sagas.c.started_at, fare_sagas.c.charge_token, fare_sagas.c.charge_id)
         )

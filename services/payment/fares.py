@@ -133,7 +133,7 @@ def refund(
     stored: FareCharge | None,
     *,
     fare_id: str,
-    customer_id: str,
+    customer_id: str | None,
     cause: str,
     causation_id: str,
     faults: Faults,
@@ -145,7 +145,7 @@ def refund(
         refund_id = stored.refund_id if stored is not None else None
         charge_id = stored.charge_id if stored is not None else None
         return None, _refunded(fare_id, charge_id, refund_id, cause, causation_id)
-    error = faults.error(REFUND_FARE, customer_id)
+    error = faults.error(REFUND_FARE, customer_id) if customer_id else None
     if error is not None:
         return None, FareRefundFailed.caused_by(
             causation_id,

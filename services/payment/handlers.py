@@ -185,13 +185,13 @@ async def _cancel_fare_charge(uow: UnitOfWork, received: Received[FareCancelled]
         uow, cancelled_sagas, saga_type=FARE.name, saga_id=event.fareId, reason=event.reason
     )
     cause = f"FareCancelled: {event.reason}"
-    refunded, outcome = await _refund_charge(uow, received, "", cause, domain.NO_FAULTS)
+    refunded, outcome = await _refund_charge(uow, received, None, cause, domain.NO_FAULTS)
     if refunded is not None:
         uow.publish(outcome)
 
 
 async def _refund_charge(
-    uow: UnitOfWork, received: Received[Any], customer_id: str, cause: str, faults: Faults
+    uow: UnitOfWork, received: Received[Any], customer_id: str | None, cause: str, faults: Faults
 ) -> tuple[fares.FareCharge | None, Event]:
     """Refund the fare's captured charge (call with the saga's lock held); returns the
     charge refunded now (None if nothing was) and the outcome to publish."""

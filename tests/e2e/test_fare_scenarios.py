@@ -46,7 +46,7 @@ async def assert_fare_end_state(
     if expected["error"]:
         assert terminal[0]["error"] == expected["error"]
     else:
-        assert (terminal[0]["chargeToken"], terminal[0]["chargeId"]) != (None, None)
+        assert terminal[0]["chargeToken"] and terminal[0]["chargeId"]
         assert terminal[0]["fareAmount"] == "20.00"
 
     outbox = await fetch(

@@ -289,3 +289,57 @@ def test_a_running_saga_says_which_events_would_move_it_on() -> None:
 def test_a_saga_type_nobody_declared_is_refused() -> None:
     with pytest.raises(KeyError, match="no saga 'teleport'"):
         derive("teleport", "x", [])
+
+
+def test_a_rejected_resubmission_does_not_change_a_saga_that_ran() -> None:
+    ran = fare_events(
+        ("SubmitFare", {}),
+        ("FareRegistered", {}),
+        ("FareCharged", {}),
+        ("CustomerAccountCredited", {}),
+        ("FareProcessingSucceeded", {}),
+        ("FareRejected", {"reason": "fareAmount: not an amount"}),
+    )
+    state = derive("fare", "wr_1", ran)
+    assert state.status == "succeeded"
+    assert steps(state)["RegisterFare"] == "succeeded"
+
+
+def test_a_saga_waiting_on_its_conclusion_says_what_it_waits_for() -> None:
+    state = derive(
+        "fare",
+        "wr_1",
+        fare_events(
+            ("SubmitFare", {}),
+            ("FareRegistered", {}),
+            ("FareCharged", {}),
+            ("CustomerAccountCredited", {}),
+        ),
+    )
+    assert (state.status, state.current_step) == ("running", None)
+    assert state.expecting == ["FareProcessingSucceeded", "FareProcessingFailed"]
+
+
+def test_a_parked_conclusion_needs_attention_until_redriven() -> None:
+    parked = (
+        "MessageParked",
+        {"step": None, "queue": "fare.conclude_fare", "error": "db down"},
+    )
+    before = fare_events(
+        ("SubmitFare", {}),
+        ("FareRegistered", {}),
+        ("FareCharged", {}),
+        ("CustomerAccountCredited", {}),
+        parked,
+    )
+    assert derive("fare", "wr_1", before).status == "needs_attention"
+    after = fare_events(
+        ("SubmitFare", {}),
+        ("FareRegistered", {}),
+        ("FareCharged", {}),
+        ("CustomerAccountCredited", {}),
+        parked,
+        ("FareProcessingSucceeded", {}),
+    )
+    state = derive("fare", "wr_1", after)
+    assert (state.status, state.attention) == ("succeeded", None)
