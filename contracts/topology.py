@@ -11,6 +11,10 @@ routing keys of the messages that trigger it. Beside each work queue stand:
 - `<queue>.parked`: messages whose retry budget is spent, kept for an operator;
 - `<queue>.dlq`: messages that can never succeed (bad input), with the reason in headers.
 
+A service reaches these, and operators reach its work queues again (redrive, replay),
+through the service's own direct exchange `<service>.holding`, each queue bound by its own
+name: nobody else may publish into them (`contracts.access`).
+
 A saga's notification queues (the fare saga's `WildRydes...Queue`) are durable quorum
 queues bound to the events they collect, for people and outside subscribers to read.
 """
@@ -116,6 +120,46 @@ NOTIFICATION_QUEUES: dict[str, tuple[str, ...]] = {
     for saga in SAGAS
     for name, events in saga.notification_queues.items()
 }
+
+
+def holding_exchange(service: str) -> str:
+    """The direct exchange through which `service` (and operators) reach its queues."""
+    return f"{service}.holding"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue to declare: its name, its arguments and its bindings (exchange, key)."""
+
+    name: str
+    arguments: dict[str, Any]
+    bindings: tuple[tuple[str, str], ...]
+
+
+def queues_of(consumer: Consumer) -> tuple[QueueSpec, ...]:
+    """A consumer's work queue and holding queues, with their bindings."""
+    holding = holding_exchange(consumer.service)
+    work = QueueSpec(
+        consumer.queue,
+        work_queue_arguments(consumer),
+        (*((EXCHANGE, key) for key in consumer.routing_keys), (holding, consumer.queue)),
+    )
+    retries = tuple(
+        QueueSpec(name, retry_queue_arguments(consumer), ((holding, name),))
+        for name in (consumer.retry_queue(tier) for tier in range(1, RETRY_TIERS + 1))
+    )
+    held = tuple(
+        QueueSpec(name, dict(HOLDING_QUEUE_ARGUMENTS), ((holding, name),))
+        for name in (consumer.parking_queue, consumer.dead_letter_queue)
+    )
+    return (work, *retries, *held)
+
+
+def notification_queues() -> tuple[QueueSpec, ...]:
+    return tuple(
+        QueueSpec(name, dict(HOLDING_QUEUE_ARGUMENTS), tuple((EXCHANGE, key) for key in keys))
+        for name, keys in NOTIFICATION_QUEUES.items()
+    )
 
 
 def consumer(service: str, handler: str) -> Consumer:

@@ -1,34 +1,46 @@
 """Make sure `.env` (beside docker-compose.yml, read by `make up` and `make dev`) holds the
-secrets a fresh clone does not have: the keys that seal the fare saga's card fields.
+secrets a fresh clone does not have, generated here, never printed, and written to `.env`
+only (git ignores it):
 
-An existing value is kept (rotating is a deliberate act: see the README's Security notes);
-a missing one is generated, never printed, and written to `.env` only (git ignores it)."""
+- `SAGA_FIELD_KEYS`: the keys that seal the fare saga's card fields;
+- `RABBITMQ_PASSWORD_<ROLE>`: a password for each broker user (contracts.access).
+
+An existing value is kept: rotating is a deliberate act (README, Security)."""
 
 from __future__ import annotations
 
-import base64
-import os
+import secrets
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from contracts.access import broker_users  # noqa: E402
+from contracts.secrets import new_key_setting  # noqa: E402
+from tools.broker import password_variable  # noqa: E402
+
 ENV = ROOT / ".env"
 
 
-def new_key_setting(key_id: str) -> str:
-    # The format of contracts.secrets.FieldCipher.from_setting; the standard library only,
-    # so that `make up` runs before any virtualenv exists.
-    return f"{key_id}={base64.b64encode(os.urandom(32)).decode()}"
+def wanted() -> dict[str, str]:
+    """Every secret the stack needs, with a fresh value for it."""
+    values = {"SAGA_FIELD_KEYS": new_key_setting("k1")}
+    for user in broker_users():
+        values[password_variable(user.role)] = secrets.token_urlsafe(24)
+    return values
 
 
 def main() -> int:
     lines = ENV.read_text().splitlines() if ENV.exists() else []
-    if any(line.startswith("SAGA_FIELD_KEYS=") for line in lines):
+    present = {line.partition("=")[0] for line in lines if "=" in line}
+    missing = {key: value for key, value in wanted().items() if key not in present}
+    if not missing:
         return 0
-    lines.append(f"SAGA_FIELD_KEYS={new_key_setting('k1')}")
+    lines += [f"{key}={value}" for key, value in missing.items()]
     ENV.write_text("\n".join(lines) + "\n")
     ENV.chmod(0o600)
-    print(f"wrote a new SAGA_FIELD_KEYS to {ENV} (the keys that seal card fields)")
+    print(f"wrote {len(missing)} new secret(s) to {ENV}: {', '.join(missing)}")
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import rabbit_vhost
+from tests.support import Broker, provisioned, rabbit_vhost
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -17,11 +17,12 @@ PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0
 
 
 @pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
-    """An AMQP URL on a vhost made for this test module (deleted afterwards), so that no
-    two modules' consumers, nor a running `make dev`, ever share a queue."""
-    with rabbit_vhost(AMQP_URL, MANAGEMENT_URL) as url:
-        yield url
+def broker() -> Iterator[Broker]:
+    """A vhost made for this test module (deleted afterwards), so that no two modules'
+    consumers, nor a running `make dev`, ever share a queue; with the system's broker users
+    of this module's own provisioned on it (`broker.url("payment")`, ...)."""
+    with rabbit_vhost(AMQP_URL, MANAGEMENT_URL) as url, provisioned(url, MANAGEMENT_URL) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")

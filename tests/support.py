@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from contracts.access import broker_users
 from contracts.secrets import new_key_setting
+from tools.broker import Management, apply, delete_users
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -126,6 +128,75 @@ def rabbit_vhost(amqp_url: str, management_url: str | None) -> Iterator[str]:
         delete()
 
 
+@dataclass(frozen=True)
+class Broker:
+    """A vhost of the tests' own, with the system's broker users provisioned on it: each
+    with this run's prefix, a random password and exactly its permissions
+    (contracts.access), and the topology of every saga in the vhost (tools.broker)."""
+
+    admin_url: str
+    prefix: str
+    passwords: dict[str, str]
+    management_url: str | None = None
+
+    def url(self, role: str) -> str:
+        """The URL of the broker user of `role` (`payment`, `client`, `operator`, ...)."""
+        parts = urlsplit(self.admin_url)
+        user = quote(f"{self.prefix}{role}", safe="")
+        password = quote(self.passwords[role], safe="")
+        host = f"{parts.hostname}:{parts.port or 5672}"
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+    @property
+    def vhost(self) -> str:
+        return unquote(urlsplit(self.admin_url).path.lstrip("/")) or "/"
+
+
+async def publish_as(
+    broker: Broker,
+    role: str,
+    body: bytes,
+    routing_key: str,
+    *,
+    exchange: str = "saga.events",
+    stamped: bool = True,
+    **properties: Any,
+) -> None:
+    """Publish `body` as the broker user of `role`, with its `user_id` (unless not
+    `stamped`), persistent; fails as the broker refuses it."""
+    import aio_pika
+
+    connection = await aio_pika.connect(broker.url(role))
+    async with connection:
+        channel = await connection.channel()
+        target = await channel.get_exchange(exchange, ensure=False)
+        if stamped:
+            properties.setdefault("user_id", f"{broker.prefix}{role}")
+        properties.setdefault("delivery_mode", aio_pika.DeliveryMode.PERSISTENT)
+        await target.publish(aio_pika.Message(body, **properties), routing_key=routing_key)
+
+
+@contextmanager
+def provisioned(admin_url: str, management_url: str) -> Iterator[Broker]:
+    """Provision the broker users of this run on the vhost `admin_url` names (its user
+    must be an administrator); delete them afterwards."""
+    parts = urlsplit(admin_url)
+    management = Management(
+        management_url, unquote(parts.username or "guest"), unquote(parts.password or "guest")
+    )
+    broker = Broker(
+        admin_url=admin_url,
+        prefix=f"t{uuid.uuid4().hex[:6]}-",
+        passwords={user.role: uuid.uuid4().hex for user in broker_users()},
+        management_url=management_url,
+    )
+    apply(management, broker.vhost, broker.passwords, broker.prefix)
+    try:
+        yield broker
+    finally:
+        delete_users(management, broker.prefix)
+
+
 def _management(
     base: str | None, user: str, password: str, method: str, path: str, body: Any = None
 ) -> bool:
@@ -154,10 +225,16 @@ def _ctl(*args: str) -> bool:
 
 
 def management_publish(
-    management_url: str, vhost: str, routing_key: str, payload: str
+    management_url: str,
+    vhost: str,
+    routing_key: str,
+    payload: str,
+    *,
+    user: str = "guest",
+    password: str = "guest",
 ) -> dict[str, Any]:
     """Publish exactly as the management UI's "Publish message" form does: no properties
-    (so no content type, and delivery mode 1: not persistent)."""
+    (so no content type, and delivery mode 1: not persistent), logged in as `user`."""
     request = urllib.request.Request(
         f"{management_url.rstrip('/')}/api/exchanges/{quote(vhost, safe='')}/saga.events/publish",
         data=json.dumps(
@@ -170,7 +247,9 @@ def management_publish(
         ).encode(),
         method="POST",
     )
-    request.add_header("Authorization", "Basic " + b64encode(b"guest:guest").decode())
+    request.add_header(
+        "Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+    )
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, Any] = json.loads(response.read())
@@ -223,12 +302,21 @@ async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
 class Stack:
     """The services and the history running as separate processes, and where to reach them."""
 
-    amqp_url: str
+    broker: Broker
     database_urls: dict[str, str]
     ports: dict[str, int]
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def amqp_url(self) -> str:
+        """The client's URL: what starts sagas and watches events."""
+        return self.broker.url("client")
+
+    @property
+    def operator_url(self) -> str:
+        return self.broker.url("operator")
 
     @property
     def order_api(self) -> str:
@@ -302,7 +390,7 @@ class Stack:
 
 
 def make_stack(
-    amqp_url: str, pg_server_url: str, *, faults: str = "seed", **extra_env: str
+    broker: Broker, pg_server_url: str, *, faults: str = "seed", **extra_env: str
 ) -> Stack:
     """A stack of the five services and the saga history, not started yet."""
     suffix = uuid.uuid4().hex[:8]
@@ -316,7 +404,8 @@ def make_stack(
     }
     database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in MODULES}
     env = {
-        "AMQP_URL": amqp_url,
+        **{f"{ENV_PREFIX[s]}_AMQP_URL": broker.url(s) for s in MODULES},
+        "SAGA_BROKER_USER_PREFIX": broker.prefix,
         "SAGA_FAULTS": faults,
         "SAGA_HTTP_HOST": "127.0.0.1",
         "SAGA_FIELD_KEYS": FIELD_KEYS,
@@ -325,7 +414,7 @@ def make_stack(
         **extra_env,
     }
     return Stack(
-        amqp_url=amqp_url,
+        broker=broker,
         database_urls=database_urls,
         ports={s: free_port() for s in MODULES},
         env=env,
@@ -334,7 +423,7 @@ def make_stack(
 
 @contextmanager
 def running_stack(
-    amqp_url: str,
+    broker: Broker,
     pg_server_url: str,
     *,
     services: tuple[str, ...] = (*SERVICES, "saga_log"),
@@ -342,7 +431,7 @@ def running_stack(
     **env: str,
 ) -> Iterator[Stack]:
     """A stack with `services` started; stopped and its databases dropped afterwards."""
-    stack = make_stack(amqp_url, pg_server_url, faults=faults, **env)
+    stack = make_stack(broker, pg_server_url, faults=faults, **env)
     try:
         for service in services:
             stack.start(service)

@@ -21,6 +21,13 @@ SAGA_OF_TYPE: dict[str, Saga] = {
 }
 
 
+def producer_of(type_name: str) -> str | None:
+    """The one participant that publishes messages of type `type_name` (`client` for a
+    starting command), or None if no saga declares the type."""
+    saga = SAGA_OF_TYPE.get(type_name)
+    return saga.producer(MESSAGES_BY_TYPE[type_name]) if saga is not None else None
+
+
 def saga_named(name: str) -> Saga:
     try:
         return SAGAS_BY_NAME[name]
@@ -29,4 +36,11 @@ def saga_named(name: str) -> Saga:
         raise KeyError(f"no saga {name!r}; the declared sagas are {known}") from None
 
 
-__all__ = ["MESSAGES_BY_TYPE", "SAGAS", "SAGAS_BY_NAME", "SAGA_OF_TYPE", "saga_named"]
+__all__ = [
+    "MESSAGES_BY_TYPE",
+    "SAGAS",
+    "SAGAS_BY_NAME",
+    "SAGA_OF_TYPE",
+    "producer_of",
+    "saga_named",
+]

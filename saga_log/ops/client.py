@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import defaultdict
 from types import TracebackType
 from typing import Any
@@ -13,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import EXCHANGE, ORDER, SAGAS, TERMINAL_EVENTS, Saga
+from contracts.access import WATCH_QUEUE_PREFIX
 
 TERMINAL_TYPES = {event.type_name() for event in TERMINAL_EVENTS}
 
@@ -46,10 +48,11 @@ class SagaWatcher:
         self._connection = await aio_pika.connect_robust(self._url)
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=500)
-        self._exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        # Looked up, not declared: a client may not configure the exchange.
+        self._exchange = await channel.get_exchange(EXCHANGE, ensure=True)
+        queue = await channel.declare_queue(
+            f"{WATCH_QUEUE_PREFIX}{uuid.uuid4().hex}", exclusive=True, auto_delete=True
         )
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(self._exchange, routing_key="#")
         await queue.consume(self._on_message, no_ack=True)
         return self

@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from contracts import CONSUMERS, SECRET_FIELDS, Consumer, mask
+from contracts.topology import holding_exchange
 from saga_log.ops.client import saga_id_of
 from saga_log.runtime import ATTEMPT_HEADER
 
@@ -74,6 +76,10 @@ async def _channel(amqp_url: str) -> AsyncIterator[AbstractChannel]:
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         yield channel
+
+
+def _user(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).username or "guest")
 
 
 async def _take_all(channel: AbstractChannel, queue_name: str) -> list[AbstractIncomingMessage]:
@@ -144,6 +150,7 @@ async def send_back(
     """Send the held messages `select` picks back to their work queue, as new first
     attempts (or, with `discard`, drop them). Returns what was done to."""
     done: list[HeldMessage] = []
+    operator = _user(amqp_url)
     async with _channel(amqp_url) as channel:
         async for message, held, copy in _each_held(channel, kind):
             if not select(held):
@@ -153,7 +160,11 @@ async def send_back(
                 headers = {k: v for k, v in (message.headers or {}).items() if k != ATTEMPT_HEADER}
                 headers["saga-redriven-at"] = datetime.now(UTC).isoformat()
                 headers["saga-redriven-from"] = held.queue
-                await channel.default_exchange.publish(
+                # Back through the service's holding exchange, as the operator: the
+                # consumer trusts an operator's message, and only an operator's marks.
+                service = held.work_queue.split(".", 1)[0]
+                exchange = await channel.get_exchange(holding_exchange(service), ensure=False)
+                await exchange.publish(
                     aio_pika.Message(
                         message.body,
                         headers=headers,
@@ -161,6 +172,7 @@ async def send_back(
                         message_id=message.message_id,
                         correlation_id=message.correlation_id,
                         type=message.type,
+                        user_id=operator,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
                     routing_key=held.work_queue,

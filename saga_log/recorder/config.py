@@ -1,6 +1,6 @@
 """The saga history's configuration, from the environment."""
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from saga_log.runtime import RuntimeSettings
 
@@ -9,5 +9,9 @@ class Settings(RuntimeSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/saga_log",
         validation_alias="SAGA_LOG_DATABASE_URL",
+    )
+    amqp_url: str = Field(
+        default="amqp://saga_log@127.0.0.1:5672/",
+        validation_alias=AliasChoices("SAGA_LOG_AMQP_URL", "AMQP_URL"),
     )
     http_port: int = Field(default=8080, validation_alias="SAGA_LOG_HTTP_PORT")

@@ -54,11 +54,13 @@ from saga_log.runtime.subscription import (
     one_per_saga,
 )
 from saga_log.runtime.tables import add_runtime_tables
+from saga_log.runtime.trust import ORIGIN_HEADER, Trust, Untrusted
 from saga_log.runtime.unit_of_work import UndeclaredEvent, UnitOfWork
 
 __all__ = [
     "ATTEMPT_HEADER",
     "DEADLINE_EXCEEDED",
+    "ORIGIN_HEADER",
     "STEP_TIMED_OUT",
     "Batch",
     "Cancellation",
@@ -75,8 +77,10 @@ __all__ = [
     "ServiceDefinition",
     "ServiceRuntime",
     "Subscription",
+    "Trust",
     "UndeclaredEvent",
     "UnitOfWork",
+    "Untrusted",
     "add_cancellation_table",
     "add_runtime_tables",
     "async_url",

@@ -29,16 +29,10 @@ from contracts import CompensationFailed, InvalidMessage, decode
 from saga_log.runtime import metrics
 from saga_log.runtime.batching import GroupCommit, Outcome, Pending
 from saga_log.runtime.fault_plan import FaultPlan
-from saga_log.runtime.holding import (
-    ROUTING_KEY_HEADER,
-    Holding,
-    Protection,
-    Stats,
-    attempt,
-    fields,
-)
+from saga_log.runtime.holding import ROUTING_KEY_HEADER, Holding, Protection, Stats, fields
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Delivery, Received, Subscription
+from saga_log.runtime.trust import Trust
 from saga_log.runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -59,6 +53,7 @@ class DeliveryHandler:
         unit_of_work: UnitOfWorkFactory,
         retry_policy: RetryPolicy,
         service: str,
+        trust: Trust,
         publish_timeout: float = 10.0,
         retry_budget: int | None = None,
         fault_plan: FaultPlan | None = None,
@@ -68,6 +63,7 @@ class DeliveryHandler:
         self.subscription = subscription
         self.consumer = subscription.consumer
         self.service = service
+        self.trust = trust
         self._unit_of_work = unit_of_work
         self._faults = fault_plan or FaultPlan()
         self.stats = Stats()
@@ -75,6 +71,7 @@ class DeliveryHandler:
             self.consumer,
             broker=broker,
             service=service,
+            trust=trust,
             retry_policy=retry_policy,
             budget=retry_policy.max_attempts if retry_budget is None else retry_budget,
             publish_timeout=publish_timeout,
@@ -117,7 +114,7 @@ class DeliveryHandler:
     async def _handle(self, raw: AbstractIncomingMessage, message: Any) -> None:
         if message is None:
             try:
-                message = decode(self._model(raw), raw.body)
+                message = self.decode(raw)
             except InvalidMessage as exc:
                 await self.holding.reject(raw, exc, self.subscription.on_invalid)
                 return
@@ -140,7 +137,7 @@ class DeliveryHandler:
             uow.restrict(self.consumer.emits)
             fresh, duplicates = await self._claim(uow, ordered)
             for pending in fresh:
-                await self._faults.before_handling(queue, attempt(pending.raw))
+                await self._faults.before_handling(queue, self.holding.attempt(pending.raw))
             if fresh:
                 await self.subscription.handler(uow, [p.received for p in fresh])
             parked = await self._park_failed_compensations(fresh, uow)
@@ -154,7 +151,7 @@ class DeliveryHandler:
         self, uow: UnitOfWork, ordered: Sequence[Pending]
     ) -> tuple[list[Pending], list[Pending]]:
         """Insert the batch's inbox keys in one statement: (fresh, duplicates)."""
-        keys = [claim_key(p.received.message_id, p.raw) for p in ordered]
+        keys = [claim_key(p.received.message_id, p.raw, self.trust) for p in ordered]
         claimed = await uow.claim_many(
             self.consumer.queue,
             [
@@ -226,20 +223,30 @@ class DeliveryHandler:
             "saga_id": pending.received.saga_id,
         }
 
+    def decode(self, raw: AbstractIncomingMessage) -> Any:
+        """The message in `raw`, from its declared producer; `InvalidMessage` (or
+        `Untrusted`) says why not."""
+        message = decode(self._model(raw), raw.body)
+        self.trust.check(raw, message)
+        return message
+
     def decode_or_none(self, raw: AbstractIncomingMessage) -> Any:
         """The message in `raw`, or None if it is not valid (the one-message path says why)."""
         try:
-            return decode(self._model(raw), raw.body)
+            return self.decode(raw)
         except InvalidMessage:
             return None
 
     def received(self, raw: AbstractIncomingMessage, message: Any) -> Received[Any]:
         headers = raw.headers or {}
+        # A copy of this service's runtime (or an operator's) says where the original came.
+        steered = self.trust.from_runtime(raw) or self.trust.from_operator(raw)
+        routing_key = headers.get(ROUTING_KEY_HEADER) if steered else None
         return Received(
             message=message,
             message_id=message.inbox_key(),
             delivery=Delivery(
-                routing_key=str(headers.get(ROUTING_KEY_HEADER) or raw.routing_key or ""),
+                routing_key=str(routing_key or raw.routing_key or ""),
                 headers=headers,
                 received_at=datetime.now(UTC),
                 redelivered=bool(raw.redelivered),
@@ -263,13 +270,14 @@ class DeliveryHandler:
         )
 
 
-def claim_key(message_id: str, raw: AbstractIncomingMessage) -> str:
+def claim_key(message_id: str, raw: AbstractIncomingMessage, trust: Trust) -> str:
     """The inbox key of a delivery: its message id, except for a message an operator
     redrove from a parking queue, which must run again (its first run may have been
-    recorded, as a failed compensation is); each redrive is a run of its own."""
+    recorded, as a failed compensation is); each redrive is a run of its own. Only an
+    operator's redrive marks count."""
     headers = raw.headers or {}
     source = str(headers.get("saga-redriven-from", ""))
-    if source.endswith(".parked"):
+    if source.endswith(".parked") and trust.from_operator(raw):
         at = headers.get("saga-redriven-at", "")
         return f"{message_id}|redriven:{at.decode() if isinstance(at, bytes) else at}"
     return message_id

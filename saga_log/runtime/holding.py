@@ -3,6 +3,10 @@ queue (its retry budget spent, or a compensation that failed), or the dead-lette
 (it can never be valid). Each is a confirmed, persistent copy on a queue of the consumer's
 own; the original is acked only after the copy is confirmed.
 
+Each copy goes through the service's own holding exchange (`<service>.holding`: nobody but
+the service and operators may publish there), as the service's broker user, recording in
+`saga-origin-user` who sent the original (`trust`).
+
 - a retry goes to `<queue>.retry.<n>` with a per-message TTL and the attempt count in the
   `saga-attempt` header, and expires back into the work queue;
 - a parked message waits on `<queue>.parked` with `saga-last-error`, and the saga hears of
@@ -40,9 +44,11 @@ from contracts import (
     encode,
 )
 from contracts.secrets import masked_body, secret_fields
+from contracts.topology import holding_exchange
 from saga_log.runtime import metrics
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Received
+from saga_log.runtime.trust import ORIGIN_HEADER, Trust, Untrusted
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +113,7 @@ class Holding:
         *,
         broker: RabbitBroker,
         service: str,
+        trust: Trust,
         retry_policy: RetryPolicy,
         budget: int,
         publish_timeout: float,
@@ -116,6 +123,7 @@ class Holding:
         self.consumer = consumer
         self._broker = broker
         self.service = service
+        self.trust = trust
         self._retry = retry_policy
         self._budget = budget
         self._publish_timeout = publish_timeout
@@ -128,10 +136,11 @@ class Holding:
         error: InvalidMessage,
         answer: Callable[[bytes, InvalidMessage], Event | None] | None,
     ) -> None:
-        """Dead-letter a body that can never be valid, and answer it if the service can.
-        The answer is a courtesy: if it cannot be made or sent, the dead letter stands."""
+        """Dead-letter a body that can never be valid, and answer it if the service can
+        (never a message from an unexpected producer: nobody legitimate is waiting). The
+        answer is a courtesy: if it cannot be made or sent, the dead letter stands."""
         await self.dead_letter(raw, error.reason)
-        if answer is None:
+        if answer is None or isinstance(error, Untrusted):
             return
         try:
             reply = answer(raw.body, error)
@@ -158,7 +167,7 @@ class Holding:
         self, raw: AbstractIncomingMessage, received: Received[Any], exc: BaseException
     ) -> None:
         """Send the message to its next retry tier, or park it once its budget is spent."""
-        retry = attempt(raw) + 1
+        retry = self.attempt(raw) + 1
         error = f"{type(exc).__name__}: {exc}"[:2000]
         where = {**fields(raw, self), "message_id": received.message_id}
         if retry > self._budget:
@@ -249,6 +258,7 @@ class Holding:
             persist=True,
             mandatory=True,
             timeout=self._publish_timeout,
+            user_id=self.trust.own,
             message_id=str(event.message_id),
             correlation_id=event.correlation_id,
             message_type=event.type,
@@ -266,13 +276,20 @@ class Holding:
         expiration: float | None = None,
         body: bytes | None = None,
     ) -> None:
-        """A confirmed, persistent copy of `raw` on `queue`, with `extra_headers`."""
+        """A confirmed, persistent copy of `raw` on `queue` (through the holding exchange,
+        as this service), with `extra_headers` and who sent the original."""
         headers = dict(raw.headers or {})
-        headers.setdefault(ROUTING_KEY_HEADER, raw.routing_key or "")
+        if not self.trust.from_runtime(raw):
+            # The first copy records the original's routing key and sender; later copies
+            # (a retry of a retry) keep what the first recorded.
+            headers[ROUTING_KEY_HEADER] = raw.routing_key or ""
+            headers[ORIGIN_HEADER] = self.trust.sender(raw) or ""
         headers.update(extra_headers)
         confirmation = await self._broker.publish(
             raw.body if body is None else body,
+            exchange=holding_exchange(self.service),
             routing_key=queue,
+            user_id=self.trust.own,
             persist=True,
             mandatory=True,
             timeout=self._publish_timeout,
@@ -287,10 +304,15 @@ class Holding:
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise RuntimeError(f"RabbitMQ did not confirm the copy to {queue}: {confirmation!r}")
 
+    def attempt(self, raw: AbstractIncomingMessage) -> int:
+        """Retries of this message so far: 0 the first time, and unless this service's own
+        runtime counted them (a client's header must not steer the runtime)."""
+        return attempt_count(raw) if self.trust.from_runtime(raw) else 0
 
-def attempt(raw: AbstractIncomingMessage) -> int:
-    """Retries of this message so far (0 the first time, and for any value that is not a
-    small non-negative integer: a header must not steer the runtime into a loop)."""
+
+def attempt_count(raw: AbstractIncomingMessage) -> int:
+    """The attempt header, or 0 for any value that is not a small non-negative integer (a
+    header must not steer the runtime into a loop)."""
     value = (raw.headers or {}).get(ATTEMPT_HEADER, 0)
     if isinstance(value, bool) or not isinstance(value, int | str | bytes):
         return 0

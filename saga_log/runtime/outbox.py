@@ -65,6 +65,7 @@ class OutboxRelay:
         publish_timeout: float = 10.0,
         retention: timedelta = timedelta(hours=1),
         service: str = "",
+        user_id: str | None = None,
         fault_plan: FaultPlan | None = None,
         grace: float = 5.0,
         inbox: Table | None = None,
@@ -78,6 +79,9 @@ class OutboxRelay:
         self._publish_timeout = publish_timeout
         self._retention = retention
         self._service = service
+        # The broker refuses a user_id that is not the connection's user: consumers can
+        # then tell who published each event.
+        self._user_id = user_id
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
         self._published_metric = metrics.OUTBOX_PUBLISHED.labels(service)
         self._faults = fault_plan or FaultPlan()
@@ -209,6 +213,7 @@ class OutboxRelay:
                 type=row.message_type,
                 timestamp=row.created_at,
                 app_id=self._service,
+                user_id=self._user_id,
             ),
             routing_key=row.routing_key,
             mandatory=True,

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import aiormq
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import (
     Channel,
@@ -33,12 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from contracts import CONSUMERS, EXCHANGE, NOTIFICATION_QUEUES, RETRY_TIERS, Consumer, published_by
-from contracts.topology import (
-    HOLDING_QUEUE_ARGUMENTS,
-    retry_queue_arguments,
-    work_queue_arguments,
-)
+from contracts import CONSUMERS, EXCHANGE, Consumer, published_by
+from contracts.topology import holding_exchange, queues_of, work_queue_arguments
 from saga_log.runtime import logs, metrics
 from saga_log.runtime.database import create_engine, ensure_database
 from saga_log.runtime.delivery import DeliveryHandler
@@ -47,6 +45,7 @@ from saga_log.runtime.migrations import upgrade
 from saga_log.runtime.outbox import OutboxRelay
 from saga_log.runtime.settings import RuntimeSettings
 from saga_log.runtime.subscription import Subscription
+from saga_log.runtime.trust import Trust
 from saga_log.runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -63,38 +62,36 @@ def work_queue(consumer: Consumer) -> RabbitQueue:
     )
 
 
-async def declare_topology(broker: RabbitBroker, consumers: Sequence[Consumer] = CONSUMERS) -> None:
-    """Declare the exchange and every consumer's queues and bindings (idempotent)."""
-    exchange = await broker.declare_exchange(SAGA_EXCHANGE)
-    for consumer in consumers:
-        queue = await broker.declare_queue(work_queue(consumer))
-        for routing_key in consumer.routing_keys:
-            await queue.bind(exchange, routing_key=routing_key)
-        for tier in range(1, RETRY_TIERS + 1):
-            await broker.declare_queue(
+async def declare_topology(broker: RabbitBroker, service: str) -> None:
+    """Declare `service`'s own part of the topology, idempotently: its holding exchange,
+    its queues and their bindings. The exchange `saga.events`, the other services' queues
+    and the notification queues come from the broker's definitions (`tools/broker.py`,
+    loaded by `make up` and `make dev`): a service may not configure them."""
+    try:
+        exchange = await broker.declare_exchange(
+            RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, declare=False)
+        )
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise RuntimeError(
+            f"the exchange {EXCHANGE} does not exist on this broker: load the definitions "
+            "the saga declarations make (make up and make dev do: tools/broker.py)"
+        ) from None
+    holding = await broker.declare_exchange(
+        RabbitExchange(holding_exchange(service), type=ExchangeType.DIRECT, durable=True)
+    )
+    exchanges = {EXCHANGE: exchange, holding_exchange(service): holding}
+    for consumer in (c for c in CONSUMERS if c.service == service):
+        for spec in queues_of(consumer):
+            queue = await broker.declare_queue(
                 RabbitQueue(  # type: ignore[call-overload]
-                    consumer.retry_queue(tier),
+                    spec.name,
+                    queue_type=QueueType(spec.arguments["x-queue-type"]),
                     durable=True,
-                    arguments=retry_queue_arguments(consumer),
+                    arguments=spec.arguments,
                 )
             )
-        for holding in (consumer.parking_queue, consumer.dead_letter_queue):
-            await _declare_holding(broker, holding)
-    for name, routing_keys in NOTIFICATION_QUEUES.items():
-        queue = await _declare_holding(broker, name)
-        for routing_key in routing_keys:
-            await queue.bind(exchange, routing_key=routing_key)
-
-
-async def _declare_holding(broker: RabbitBroker, name: str) -> Any:
-    return await broker.declare_queue(
-        RabbitQueue(  # type: ignore[call-overload]
-            name,
-            queue_type=QueueType.QUORUM,
-            durable=True,
-            arguments=dict(HOLDING_QUEUE_ARGUMENTS),
-        )
-    )
+            for source, routing_key in spec.bindings:
+                await queue.bind(exchanges[source], routing_key=routing_key)
 
 
 async def _undecoded(message: Any) -> Any:
@@ -161,7 +158,6 @@ class ServiceRuntime:
         migrations: Path,
         subscriptions: Sequence[Subscription],
         routes: Sequence[BaseRoute] = (),
-        topology: Sequence[Consumer] = CONSUMERS,
         background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.name = name
@@ -170,13 +166,13 @@ class ServiceRuntime:
         self.migrations = migrations
         self.subscriptions = tuple(subscriptions)
         self.routes = tuple(routes)
-        self.topology = tuple(topology)
         self.background = tuple(background)
         self._tasks: list[asyncio.Task[None]] = []
         self.handlers: list[DeliveryHandler] = []
         self.outbox: Table = metadata.tables["outbox"]
         self.inbox: Table = metadata.tables["inbox"]
         self.publishes = published_by(name)
+        self.trust = Trust(own=broker_user(settings.amqp_url), prefix=settings.broker_user_prefix)
         self._engine: AsyncEngine | None = None
         self._broker: RabbitBroker | None = None
         self._relay: OutboxRelay | None = None
@@ -232,6 +228,7 @@ class ServiceRuntime:
             retry_budget=self.settings.retry_budgets.get(subscription.consumer.queue),
             fault_plan=self.settings.injected_faults(),
             service=self.name,
+            trust=self.trust,
             publish_timeout=self.settings.publish_timeout,
             batch_size=self.settings.batch_size,
             protect=Protection.of(subscription.consumer, self.settings.field_cipher_or_none()),
@@ -240,6 +237,14 @@ class ServiceRuntime:
         subscribe(broker, handler, prefetch=self.settings.prefetch)
 
     async def start(self) -> None:
+        expected = f"{self.settings.broker_user_prefix}{self.name}"
+        if self.trust.own != expected:
+            raise RuntimeError(
+                f"the {self.name} service must connect to RabbitMQ as its own user "
+                f"{expected!r}, not {self.trust.own!r}: every consumer checks who published "
+                "each event (README, Security). Set its AMQP URL "
+                f"({self.name.upper()}_AMQP_URL) to that user's."
+            )
         timeout = self.settings.startup_timeout
         url = self.settings.database_url
         await _patiently("PostgreSQL", lambda: ensure_database(url), timeout)
@@ -250,7 +255,7 @@ class ServiceRuntime:
         self._broker = self.build_broker()
         broker = self._broker
         await _patiently("RabbitMQ", broker.connect, timeout)
-        await declare_topology(self._broker, self.topology)
+        await declare_topology(self._broker, self.name)
         self._relay = OutboxRelay(
             self._engine,
             self.outbox,
@@ -259,6 +264,7 @@ class ServiceRuntime:
             poll_interval=self.settings.outbox_poll_interval,
             publish_timeout=self.settings.publish_timeout,
             service=self.name,
+            user_id=self.trust.own,
             fault_plan=self.settings.injected_faults(),
             retention=timedelta(seconds=self.settings.outbox_retention),
             inbox=self.inbox,
@@ -362,6 +368,11 @@ class ServiceDefinition:
     def main(self) -> None:
         settings = self.settings()
         serve(f"{self.module}:app", settings)
+
+
+def broker_user(amqp_url: str) -> str:
+    """The user an AMQP URL connects as (`guest` when it names none, as RabbitMQ does)."""
+    return unquote(urlsplit(amqp_url).username or "guest")
 
 
 def check_subscriptions(service: str, subscriptions: Sequence[Subscription]) -> None:

@@ -15,7 +15,11 @@ class RuntimeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SAGA_", extra="ignore", populate_by_name=True)
 
+    #: Each service's own settings read it from <SERVICE>_AMQP_URL first: every service
+    #: connects as its own broker user (contracts.access).
     amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    #: Prepended to every broker user's name (tests give each run users of its own).
+    broker_user_prefix: str = ""
     #: Each service's own settings name these after itself (ORDER_DATABASE_URL, ...).
     database_url: str = ""
     http_port: int = 0

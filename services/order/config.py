@@ -1,6 +1,6 @@
 """The order service's configuration, from the environment."""
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from saga_log.runtime import RuntimeSettings
 
@@ -9,5 +9,9 @@ class Settings(RuntimeSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/orders",
         validation_alias="ORDER_DATABASE_URL",
+    )
+    amqp_url: str = Field(
+        default="amqp://order@127.0.0.1:5672/",
+        validation_alias=AliasChoices("ORDER_AMQP_URL", "AMQP_URL"),
     )
     http_port: int = Field(default=8000, validation_alias="ORDER_HTTP_PORT")

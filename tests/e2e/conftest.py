@@ -5,13 +5,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from saga_log.ops.client import SagaWatcher
-from tests.support import Stack, running_stack
+from tests.support import Broker, Stack, running_stack
 
 
 @pytest.fixture(scope="module")
-def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
+def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
     """The three services and the saga history as separate processes, sample faults on."""
-    with running_stack(amqp_url, pg_server_url) as stack:
+    with running_stack(broker, pg_server_url) as stack:
         yield stack
 
 

@@ -19,16 +19,17 @@ from saga_log.runtime import (
 from services.payment import main as payment_main
 from services.payment import tables as payment_tables
 from services.payment.config import Settings as PaymentSettings
-from tests.support import FAST_RETRIES, FIELD_KEYS, database_url, drop_databases
+from tests.support import FAST_RETRIES, FIELD_KEYS, Broker, database_url, drop_databases
 
 
 @pytest.fixture(scope="module")
-async def payment_service(amqp_url: str, pg_server_url: str) -> AsyncIterator[ServiceRuntime]:
+async def payment_service(broker: Broker, pg_server_url: str) -> AsyncIterator[ServiceRuntime]:
     """The real payment service, in this process, on its own database and vhost."""
     name = f"test_payments_{uuid.uuid4().hex[:8]}"
     settings = PaymentSettings(
         database_url=database_url(pg_server_url, name),
-        amqp_url=amqp_url,
+        amqp_url=broker.url("payment"),
+        broker_user_prefix=broker.prefix,
         faults="off",
         field_keys=FIELD_KEYS,
         **{key.removeprefix("SAGA_").lower(): value for key, value in FAST_RETRIES.items()},
@@ -43,17 +44,17 @@ async def payment_service(amqp_url: str, pg_server_url: str) -> AsyncIterator[Se
 
 
 @pytest.fixture
-async def watcher(amqp_url: str) -> AsyncIterator[SagaWatcher]:
-    async with SagaWatcher(amqp_url) as watcher:
+async def watcher(broker: Broker) -> AsyncIterator[SagaWatcher]:
+    async with SagaWatcher(broker.url("client")) as watcher:
         yield watcher
 
 
 class Outbox:
     """The runtime's outbox pieces on a real database, driven by hand (no relay task)."""
 
-    def __init__(self, engine, broker: RabbitBroker) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, engine, broker: RabbitBroker, user: str) -> None:  # type: ignore[no-untyped-def]
         self.engine = engine
-        self.relay = OutboxRelay(engine, payment_tables.outbox, broker, batch_size=50)
+        self.relay = OutboxRelay(engine, payment_tables.outbox, broker, batch_size=50, user_id=user)
         self.wakeups = 0
 
     def unit_of_work(self) -> UnitOfWork:
@@ -66,7 +67,7 @@ class Outbox:
 
 
 @pytest.fixture
-async def outbox(amqp_url: str, pg_server_url: str) -> AsyncIterator[Outbox]:
+async def outbox(broker: Broker, pg_server_url: str) -> AsyncIterator[Outbox]:
     name = f"test_outbox_{uuid.uuid4().hex[:8]}"
     from saga_log.runtime import ensure_database
 
@@ -74,13 +75,13 @@ async def outbox(amqp_url: str, pg_server_url: str) -> AsyncIterator[Outbox]:
     await ensure_database(url)
     engine = create_engine(url)
     await upgrade(engine, payment_main.MIGRATIONS)
-    broker = RabbitBroker(amqp_url)
-    await broker.connect()
-    await declare_topology(broker)
+    rabbit = RabbitBroker(broker.url("payment"))
+    await rabbit.connect()
+    await declare_topology(rabbit, "payment")
     try:
-        yield Outbox(engine, broker)
+        yield Outbox(engine, rabbit, f"{broker.prefix}payment")
     finally:
-        await broker.stop()
+        await rabbit.stop()
         await engine.dispose()
         await asyncio.sleep(0)
         await drop_databases(pg_server_url, [name])

@@ -12,7 +12,7 @@ from saga_log.runtime import ServiceRuntime
 from services.payment.tables import cancelled_sagas, outbox, payments
 from tests.integration.conftest import Outbox
 from tests.integration.test_outbox_inbox import order_created
-from tests.support import eventually
+from tests.support import Broker, eventually
 
 
 async def test_a_batch_claims_each_new_message_once_in_one_statement(outbox: Outbox) -> None:
@@ -47,7 +47,7 @@ async def test_a_rolled_back_batch_claims_nothing(outbox: Outbox) -> None:
 
 
 async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_order_once(
-    payment_service: ServiceRuntime, amqp_url: str
+    payment_service: ServiceRuntime, broker: Broker
 ) -> None:
     events = [order_created() for _ in range(40)]
     cancelled = events[7]
@@ -59,7 +59,7 @@ async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_ord
         )
     debit = next(h for h in payment_service.handlers if h.consumer.handler == "debit_payment")
     handled, duplicates = debit.stats.handled, debit.stats.duplicates
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(broker.url("order"))
     async with connection:
         channel = await connection.channel(publisher_confirms=False)
         exchange = await channel.get_exchange("saga.events")
@@ -72,6 +72,7 @@ async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_ord
                         encode(event),
                         message_id=str(event.message_id),
                         type=event.type,
+                        user_id=f"{broker.prefix}order",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
                     routing_key="order.created",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import aio_pika
 from sqlalchemy import func, select
 
 from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
@@ -15,7 +14,7 @@ from saga_log.runtime import ServiceRuntime
 from services.payment.tables import outbox as outbox_table
 from services.payment.tables import payments
 from tests.integration.conftest import Outbox
-from tests.support import eventually
+from tests.support import Broker, eventually, publish_as
 
 
 def debited(order_id: str) -> PaymentDebited:
@@ -110,26 +109,17 @@ async def test_crash_between_publish_and_stamp_republishes_the_same_message_id(
 
 
 async def test_duplicate_order_created_debits_once(
-    payment_service: ServiceRuntime, watcher: SagaWatcher, amqp_url: str
+    payment_service: ServiceRuntime, watcher: SagaWatcher, broker: Broker
 ) -> None:
     event = order_created()
     debit_handler = next(
         h for h in payment_service.handlers if h.consumer.handler == "debit_payment"
     )
     before = debit_handler.stats.duplicates
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange("saga.events")
-        for _ in range(2):
-            await exchange.publish(
-                aio_pika.Message(
-                    encode(event),
-                    message_id=str(event.message_id),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key="order.created",
-            )
+    for _ in range(2):
+        await publish_as(
+            broker, "order", encode(event), "order.created", message_id=str(event.message_id)
+        )
 
     async def second_delivery_absorbed() -> bool:
         return debit_handler.stats.duplicates == before + 1

@@ -16,7 +16,7 @@ from contracts import encode
 from saga_log.runtime import ServiceRuntime
 from services.payment.tables import payments
 from tests.integration.test_outbox_inbox import order_created
-from tests.support import eventually
+from tests.support import Broker, eventually, publish_as
 
 
 @asynccontextmanager
@@ -45,18 +45,14 @@ def debit_handler(runtime: ServiceRuntime):  # type: ignore[no-untyped-def]
     return next(h for h in runtime.handlers if h.consumer.handler == "debit_payment")
 
 
-async def publish(
-    amqp_url: str, body: bytes, routing_key: str = "order.created", **properties: object
-) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange("saga.events")
-        await exchange.publish(aio_pika.Message(body, **properties), routing_key=routing_key)  # type: ignore[arg-type]
+async def publish(broker: Broker, body: bytes, **properties: object) -> None:
+    """As the order service would (the producer of OrderCreated)."""
+    await publish_as(broker, "order", body, "order.created", **properties)
 
 
-async def get_one(amqp_url: str, queue_name: str) -> aio_pika.abc.AbstractIncomingMessage | None:
-    connection = await aio_pika.connect(amqp_url)
+async def get_one(broker: Broker, queue_name: str) -> aio_pika.abc.AbstractIncomingMessage | None:
+    """As an operator reads a held message."""
+    connection = await aio_pika.connect(broker.url("operator"))
     async with connection:
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name, ensure=False)
@@ -75,13 +71,13 @@ async def debits(runtime: ServiceRuntime, order_id: str) -> list[str]:
 
 
 async def test_database_outage_is_retried_after_a_delay_then_handled(
-    payment_service: ServiceRuntime, amqp_url: str, pg_server_url: str
+    payment_service: ServiceRuntime, broker: Broker, pg_server_url: str
 ) -> None:
     handler = debit_handler(payment_service)
     event = order_created()
     retried_before = handler.stats.retried
     async with database_outage(payment_service, pg_server_url):
-        await publish(amqp_url, encode(event), message_id=str(event.message_id))
+        await publish(broker, encode(event), message_id=str(event.message_id))
         await eventually(lambda: _ready(handler.stats.retried > retried_before))
     # Connections are allowed again: a later retry from the delay queue succeeds.
 
@@ -93,15 +89,15 @@ async def test_database_outage_is_retried_after_a_delay_then_handled(
 
 
 async def test_retry_budget_spent_parks_the_message_with_its_error(
-    payment_service: ServiceRuntime, amqp_url: str, pg_server_url: str
+    payment_service: ServiceRuntime, broker: Broker, pg_server_url: str
 ) -> None:
     handler = debit_handler(payment_service)
     event = order_created()
     parked_before = handler.stats.parked
     async with database_outage(payment_service, pg_server_url):
-        await publish(amqp_url, encode(event), message_id=str(event.message_id))
+        await publish(broker, encode(event), message_id=str(event.message_id))
         await eventually(lambda: _ready(handler.stats.parked > parked_before), timeout=30)
-    parked = await eventually(lambda: get_one(amqp_url, "payment.debit_payment.parked"))
+    parked = await eventually(lambda: get_one(broker, "payment.debit_payment.parked"))
     assert parked.message_id == str(event.message_id)
     assert parked.body == encode(event)
     headers = parked.headers
@@ -115,18 +111,18 @@ async def test_retry_budget_spent_parks_the_message_with_its_error(
 
 
 async def test_malformed_message_is_dead_lettered_with_reason_and_others_go_on(
-    payment_service: ServiceRuntime, amqp_url: str
+    payment_service: ServiceRuntime, broker: Broker
 ) -> None:
     handler = debit_handler(payment_service)
     dead_before = handler.stats.dead_lettered
-    await publish(amqp_url, b"{not json at all", content_type="application/json")
-    await publish(amqp_url, json.dumps({"type": "OrderCreated", "order_id": "x"}).encode())
+    await publish(broker, b"{not json at all", content_type="application/json")
+    await publish(broker, json.dumps({"type": "OrderCreated", "order_id": "x"}).encode())
     event = order_created()
-    await publish(amqp_url, encode(event))
+    await publish(broker, encode(event))
     await eventually(lambda: _ready(handler.stats.dead_lettered == dead_before + 2))
 
-    first = await eventually(lambda: get_one(amqp_url, "payment.debit_payment.dlq"))
-    second = await eventually(lambda: get_one(amqp_url, "payment.debit_payment.dlq"))
+    first = await eventually(lambda: get_one(broker, "payment.debit_payment.dlq"))
+    second = await eventually(lambda: get_one(broker, "payment.debit_payment.dlq"))
     reasons = sorted([first.headers["saga-reject-reason"], second.headers["saga-reject-reason"]])  # type: ignore[index]
     assert "body is not JSON" in reasons[0]
     assert "message_id: Field required" in reasons[1]

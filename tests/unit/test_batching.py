@@ -23,6 +23,7 @@ from contracts import (
 from contracts.samples import sample_order
 from saga_log.runtime import (
     DeliveryHandler,
+    Trust,
     Received,
     RetryPolicy,
     Subscription,
@@ -32,12 +33,19 @@ from saga_log.runtime import (
 from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
 
 
+PAYMENT = Trust(own="payment")
+
+
 class FakeRaw:
     """Just enough of aio-pika's IncomingMessage."""
 
-    def __init__(self, body: bytes, *, headers: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, body: bytes, *, headers: dict[str, Any] | None = None, user_id: str | None = None
+    ) -> None:
         self.body = body
         self.headers = headers or {}
+        # The declared producer of what it carries, as the broker would have checked it.
+        self.user_id = user_id if user_id is not None else _producer_of(body)
         self.routing_key = "order.created"
         self.redelivered = False
         self.type = _type_of(body)
@@ -53,6 +61,14 @@ class FakeRaw:
 
     async def nack(self, requeue: bool = True) -> None:
         self.nacks += 1
+
+
+def _producer_of(body: bytes) -> str | None:
+    try:
+        producer = json.loads(body).get("producer")
+    except ValueError:
+        return None
+    return producer if isinstance(producer, str) else None
 
 
 def _type_of(body: bytes) -> str | None:
@@ -105,6 +121,7 @@ def wire(
         unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
         retry_policy=RetryPolicy(),
         service="payment",
+        trust=PAYMENT,
         batch_size=batch_size,
     )
     return delivery, db, broker, batches
@@ -230,6 +247,7 @@ async def test_a_failed_compensation_in_a_batch_is_parked_and_its_neighbours_com
         unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
         retry_policy=RetryPolicy(),
         service="payment",
+        trust=PAYMENT,
         batch_size=50,
     )
     ids = ["order-a", "order-refund-fails", "order-b"]
@@ -282,6 +300,7 @@ async def test_a_handler_publishing_an_event_its_queue_does_not_declare_is_refus
         unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
         retry_policy=RetryPolicy(),
         service="payment",
+        trust=PAYMENT,
     )
     raw = FakeRaw(order_created("order-forged"))
     await delivery.handle(raw)

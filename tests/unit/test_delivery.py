@@ -21,7 +21,14 @@ from contracts import (
     transaction_id,
 )
 from contracts.samples import sample_order
-from saga_log.runtime import DeliveryHandler, Received, RetryPolicy, Subscription, subscribe
+from saga_log.runtime import (
+    DeliveryHandler,
+    Received,
+    RetryPolicy,
+    Subscription,
+    Trust,
+    subscribe,
+)
 from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
 
 
@@ -41,6 +48,7 @@ def wire(
         unit_of_work=lambda: FakeUnitOfWork(db),  # type: ignore[arg-type,return-value]
         retry_policy=RetryPolicy(),
         service=service,
+        trust=Trust(own=service),
     )
     subscribe(broker, delivery, prefetch=10)
     return broker, delivery, seen
@@ -63,7 +71,7 @@ async def test_duplicate_order_created_is_handled_once() -> None:
     event = order_created()
     async with TestRabbitBroker(broker) as test_broker:
         for _ in range(3):
-            await test_broker.publish(encode(event), queue=delivery.consumer.queue)
+            await test_broker.publish(encode(event), queue=delivery.consumer.queue, user_id="order")
     assert [(type(message), message_id) for message, message_id in seen] == [
         (OrderCreated, str(event.message_id))
     ]
@@ -84,8 +92,10 @@ async def test_a_queue_with_two_event_types_dispatches_by_type() -> None:
         "b", producer="inventory", order_id="3x", transaction_id=None, cause="ErrReserveInventory"
     )
     async with TestRabbitBroker(broker) as test_broker:
-        await test_broker.publish(encode(failed), queue=delivery.consumer.queue)
-        await test_broker.publish(encode(released), queue=delivery.consumer.queue)
+        await test_broker.publish(encode(failed), queue=delivery.consumer.queue, user_id="payment")
+        await test_broker.publish(
+            encode(released), queue=delivery.consumer.queue, user_id="inventory"
+        )
     assert [type(message) for message, _ in seen] == [PaymentDebitFailed, InventoryReleased]
 
 
