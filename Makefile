@@ -20,17 +20,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-up:  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, the saga history (8080)
-	@$(PYTHON) scripts/ensure_env.py
+up: install  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, the saga history (8080)
+	@$(BIN)/python scripts/ensure_env.py
+	@$(BIN)/python -m tools.broker definitions --out .run/rabbitmq/definitions.json
 	$(COMPOSE) up -d --build
 	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
 
-down:  ## stop the Docker stack and delete its volumes
-	@$(PYTHON) scripts/ensure_env.py
+down: install  ## stop the Docker stack and delete its volumes
+	@$(BIN)/python scripts/ensure_env.py
 	$(COMPOSE) down -v --remove-orphans
 
-logs:  ## follow the Docker stack's logs
-	@$(PYTHON) scripts/ensure_env.py
+logs: install  ## follow the Docker stack's logs
+	@$(BIN)/python scripts/ensure_env.py
 	$(COMPOSE) logs -f
 
 dev: install  ## the five services and the saga history as local processes (SAGA_FAULTS=seed)

@@ -41,7 +41,7 @@ import aio_pika
 
 from contracts import CONSUMERS
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
-from tests.support import ROOT, Stack, drop_databases, make_stack, rabbit_vhost
+from tests.support import ROOT, Stack, drop_databases, make_stack, provisioned, rabbit_vhost
 
 RESULTS = ROOT / "bench-results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -122,10 +122,8 @@ class Client:
         self.connection = await aio_pika.connect(self.amqp_url)
         channel = await self.connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=2000)
-        self.exchange = await channel.declare_exchange(
-            "saga.events", aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(exclusive=True)
+        self.exchange = await channel.get_exchange("saga.events", ensure=True)
+        queue = await channel.declare_queue(f"watch.bench-{uuid.uuid4().hex}", exclusive=True)
         for key in ("order.succeeded", "order.failed"):
             await queue.bind(self.exchange, key)
         await queue.consume(self._on_terminal, no_ack=True)
@@ -539,7 +537,7 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
         f"{4 * (floor['pg_commit_p50_ms'] + floor['quorum_confirm_p50_ms']):.1f} ms end to end"
     )
     results: list[Result] = []
-    async with Client(amqp_url) as client:
+    async with Client(stack.amqp_url) as client:
         if args.soak:
             in_flight = args.in_flight[0]
             print(f"soak: closed loop, {in_flight} in flight, {args.soak:.0f} s", flush=True)
@@ -656,9 +654,9 @@ def main(argv: list[str] | None = None) -> None:
     management = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
     pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     args.postgres_url = pg
-    with rabbit_vhost(amqp_url, management) as url:
+    with rabbit_vhost(amqp_url, management) as url, provisioned(url, management) as broker:
         stack = make_stack(
-            url,
+            broker,
             pg,
             faults="seed",
             SAGA_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),

@@ -79,7 +79,9 @@ def _service_user(service: str) -> BrokerUser:
     mine = f"^({re.escape(EXCHANGE)}|{re.escape(service)}\\..*)$"
     publishes = [event.routing_key for event in published_by(service)]
     # The runtime's own events carry the service in their routing key.
-    publishes = [f"{service}.message_parked" if key == "saga.message_parked" else key for key in publishes]
+    publishes = [
+        f"{service}.message_parked" if key == "saga.message_parked" else key for key in publishes
+    ]
     consumed = {key for c in CONSUMERS if c.service == service for key in c.routing_keys}
     return BrokerUser(
         role=service,

@@ -15,11 +15,21 @@ running() { [[ -f $run/$1.pid ]] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; 
 
 start() {
   mkdir -p "$run"
-  if [[ -z "${SAGA_FIELD_KEYS:-}" ]]; then
-    .venv/bin/python scripts/ensure_env.py
-    SAGA_FIELD_KEYS=$(sed -n 's/^SAGA_FIELD_KEYS=//p' .env | tail -n 1)
-    export SAGA_FIELD_KEYS
-  fi
+  # The secrets (card keys, a password per broker user) from .env, written if missing.
+  .venv/bin/python scripts/ensure_env.py
+  set -a
+  # shellcheck disable=SC1091
+  . ./.env
+  set +a
+  # The broker users, permissions and topology the saga declarations make, on the local
+  # RabbitMQ (through its management API, as an administrator: RABBITMQ_ADMIN).
+  .venv/bin/python -m tools.broker apply --vhost / || exit 1
+  local host=${SAGA_DEV_AMQP_HOST:-127.0.0.1:5672}
+  for s in "${services[@]}"; do
+    local role=${s^^}
+    local password_variable="RABBITMQ_PASSWORD_${role}"
+    export "${role}_AMQP_URL=amqp://${s}:${!password_variable}@${host}/"
+  done
   for s in "${services[@]}"; do
     if running "$s"; then echo "$s: already running (pid $(cat "$run/$s.pid"))"; continue; fi
     nohup .venv/bin/python -m "${modules[$s]}" >>"$run/$s.log" 2>&1 &

@@ -190,6 +190,15 @@ def provisioned(admin_url: str, management_url: str) -> Iterator[Broker]:
         passwords={user.role: uuid.uuid4().hex for user in broker_users()},
         management_url=management_url,
     )
+    deadline = time.monotonic() + 90  # a broker just started serves AMQP before its API
+    while True:
+        try:
+            management.call("GET", "/api/overview")
+            break
+        except (urllib.error.URLError, OSError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     apply(management, broker.vhost, broker.passwords, broker.prefix)
     try:
         yield broker

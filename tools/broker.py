@@ -31,6 +31,7 @@ from urllib.parse import quote
 from contracts import CONSUMERS, EXCHANGE
 from contracts.access import BrokerUser, broker_users, services
 from contracts.topology import holding_exchange, notification_queues, queues_of
+from saga_log.ops.env import local_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,21 +54,38 @@ def topology(vhost: str) -> dict[str, Any]:
     specs += list(notification_queues())
     return {
         "exchanges": [
-            {**e, "vhost": vhost, "durable": True, "auto_delete": False, "internal": False,
-             "arguments": {}}
+            {
+                **e,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
             for e in exchanges
-        ],  # fmt: skip
+        ],
         "queues": [
-            {"name": s.name, "vhost": vhost, "durable": True, "auto_delete": False,
-             "arguments": s.arguments}
+            {
+                "name": s.name,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": s.arguments,
+            }
             for s in specs
-        ],  # fmt: skip
+        ],
         "bindings": [
-            {"source": source, "vhost": vhost, "destination": s.name,
-             "destination_type": "queue", "routing_key": key, "arguments": {}}
+            {
+                "source": source,
+                "vhost": vhost,
+                "destination": s.name,
+                "destination_type": "queue",
+                "routing_key": key,
+                "arguments": {},
+            }
             for s in specs
             for source, key in s.bindings
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -139,7 +157,9 @@ def apply(
     for user in broker_users():
         name = quote(user.name(prefix), safe="")
         management.call(
-            "PUT", f"/api/users/{name}", {"password": passwords[user.role], "tags": ",".join(user.tags)}
+            "PUT",
+            f"/api/users/{name}",
+            {"password": passwords[user.role], "tags": ",".join(user.tags)},
         )
         management.call("PUT", f"/api/permissions/{v}/{name}", _permissions(user, vhost, prefix))
         management.call(
@@ -159,24 +179,15 @@ def delete_users(management: Management, prefix: str) -> None:
 
 def passwords_from_environment(env: Mapping[str, str]) -> dict[str, str]:
     """Each role's password from `env`; a clear error naming the missing ones."""
-    missing = [password_variable(u.role) for u in broker_users() if not env.get(password_variable(u.role))]
+    missing = [
+        password_variable(u.role) for u in broker_users() if not env.get(password_variable(u.role))
+    ]
     if missing:
         raise SystemExit(
             f"no broker password in the environment for {', '.join(missing)}: run "
             "`python3 scripts/ensure_env.py` (make up and make dev do) to write them to .env"
         )
     return {u.role: env[password_variable(u.role)] for u in broker_users()}
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """`KEY=VALUE` lines of a `.env` file (absent: empty), under the process environment."""
-    found: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.lstrip().startswith("#"):
-                found[key.strip()] = value.strip()
-    return {**found, **os.environ}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,11 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--out", type=Path, required=True)
     make.add_argument("--vhost", default="/")
     put = commands.add_parser("apply", help="provision a running broker (management API)")
-    put.add_argument("--management-url", default=os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"))
-    put.add_argument("--admin", default=os.environ.get("RABBITMQ_ADMIN", "guest:guest"), help="user:password of an administrator")
+    put.add_argument(
+        "--management-url",
+        default=os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"),
+    )
+    put.add_argument(
+        "--admin",
+        default=os.environ.get("RABBITMQ_ADMIN", "guest:guest"),
+        help="user:password of an administrator",
+    )
     put.add_argument("--vhost", default="/")
     args = parser.parse_args(argv)
-    passwords = passwords_from_environment(read_env(ROOT / ".env"))
+    passwords = passwords_from_environment(local_env(ROOT / ".env"))
     if args.command == "definitions":
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(definitions(args.vhost, passwords), indent=2) + "\n")

@@ -39,9 +39,8 @@ from contracts.samples import (
     sample_order,
 )
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.env import broker_url
 from saga_log.ops.operator import DEAD, PARKED, HeldMessage, list_held, send_back
-
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         start.add_argument("--scenario", choices=scenarios, default="ok")
         start.add_argument(f"--{id_flag}", help="use this id instead of a fresh one")
         start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
-        start.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+        start.add_argument("--amqp-url", default=broker_url("client"), help="RabbitMQ, as a client")
         local = f"http://127.0.0.1:{os.environ.get(f'{api}_HTTP_PORT', port)}"
         start.add_argument(f"--{name}-api", default=os.environ.get(f"{api}_API_URL", local))
     history = argparse.ArgumentParser(add_help=False)
@@ -85,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     stuck.add_argument("--limit", type=int, default=50)
     broker = argparse.ArgumentParser(add_help=False)
-    broker.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    broker.add_argument(
+        "--amqp-url", default=broker_url("operator"), help="RabbitMQ, as an operator"
+    )
     broker.add_argument("--queue", help="only this work queue (e.g. payment.refund_payment)")
     choose = argparse.ArgumentParser(add_help=False, parents=[broker])
     choose.add_argument(

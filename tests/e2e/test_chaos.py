@@ -57,7 +57,8 @@ from contracts.samples import (
 from saga_log.ops.client import TERMINAL_TYPES
 from saga_log.ops.operator import DEAD, PARKED, HeldMessage, list_held
 from tests.e2e.test_containers import docker_engine_problem
-from tests.support import ARTIFACTS, Stack, drop_databases, fetch, make_stack
+from tests.support import ARTIFACTS, Stack, drop_databases, fetch, make_stack, provisioned
+from tests.support import Broker as Access
 
 pytestmark = pytest.mark.docker
 
@@ -197,8 +198,15 @@ class Figures:
 
 @dataclass
 class Broker:
+    """The RabbitMQ container of this test, with the system's broker users on it."""
+
     container: Any
-    amqp_url: str
+    access: Access
+
+    @property
+    def amqp_url(self) -> str:
+        """The administrator's URL (queue counts)."""
+        return self.access.admin_url
 
     async def restart(self, figures: Figures, *, down_seconds: float = 1.0) -> None:
         """Stop RabbitMQ's application and start it again inside the container: every
@@ -225,12 +233,16 @@ def broker() -> Iterator[Broker]:
 
     try:
         # A context manager, not a reaper: the container goes when the test is done.
-        with RabbitMqContainer("rabbitmq:4-management") as rabbit:
-            yield Broker(
-                rabbit,
+        with RabbitMqContainer("rabbitmq:4-management").with_exposed_ports(15672) as rabbit:
+            host = rabbit.get_container_host_ip()
+            admin_url = (
                 f"amqp://{rabbit.username}:{rabbit.password}@"
-                f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/",
+                f"{host}:{rabbit.get_exposed_port(5672)}/"
             )
+            management_url = f"http://{host}:{rabbit.get_exposed_port(15672)}"
+            # The real users and permissions: every service as itself, the load as a client.
+            with provisioned(admin_url, management_url) as access:
+                yield Broker(rabbit, access)
     except Exception as exc:  # the image or the engine failed us, not the code under test
         if "docker" in type(exc).__module__ or "ContainerStartException" in type(exc).__name__:
             pytest.fail(f"the RabbitMQ container could not start: {exc}")
@@ -241,9 +253,7 @@ def broker() -> Iterator[Broker]:
 def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
     """The stack on the container broker and fresh local databases, not started yet (the
     test starts it, under its supervisor); stopped and its databases dropped afterwards."""
-    stack = make_stack(
-        broker.amqp_url, pg_server_url, faults="seed", SAGA_STEP_TIMEOUT=STEP_TIMEOUT
-    )
+    stack = make_stack(broker.access, pg_server_url, faults="seed", SAGA_STEP_TIMEOUT=STEP_TIMEOUT)
     try:
         yield stack
     finally:
@@ -502,9 +512,7 @@ async def start_sagas(
     connection = await aio_pika.connect_robust(amqp_url, reconnect_interval=1)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        exchange = await channel.get_exchange(EXCHANGE, ensure=True)
 
         async def place(at: float, batch: list[Planned], what: str | None) -> None:
             await asyncio.sleep(max(0.0, started + at * CHAOS_SECONDS - time.monotonic()))
@@ -864,7 +872,7 @@ async def check_queues(broker: Broker, sagas: dict[str, str], figures: Figures) 
             figures.found("wrong", f"{n} messages left on {queue}")
     figures.parked = sum((await queue_counts(broker.amqp_url, parking)).values())
     parked: dict[str | None, dict[tuple[str, str | None], HeldMessage]] = defaultdict(dict)
-    for message in await list_held(broker.amqp_url, PARKED):
+    for message in await list_held(broker.access.url("operator"), PARKED):
         parked[message.saga_id].setdefault((message.queue, message.message_id), message)
     figures.parked_copies = figures.parked - sum(len(held) for held in parked.values())
     for saga_id, scenario in sagas.items():
@@ -885,7 +893,7 @@ async def check_queues(broker: Broker, sagas: dict[str, str], figures: Figures) 
             )
     for stranger, held in parked.items():
         figures.found("wrong", f"parked for a saga never started: {stranger} {len(held)}")
-    dead = await list_held(broker.amqp_url, DEAD)
+    dead = await list_held(broker.access.url("operator"), DEAD)
     figures.dead_letters = len(dead)
     for letter in dead:
         figures.found("wrong", f"dead letter on {letter.queue}: {letter.saga_id} {letter.reason}")
@@ -934,7 +942,7 @@ async def test_sagas_survive_kills_crashes_broker_restarts_and_cut_connections(
     busy: dict[str, int] = {}
     try:
         await asyncio.gather(
-            start_sagas(broker.amqp_url, planned, started, figures),
+            start_sagas(broker.access.url("client"), planned, started, figures),
             kill_randomly(
                 stack, supervisor, random.Random(seed + 1), started + CHAOS_SECONDS, figures
             ),

@@ -33,6 +33,7 @@ from contracts.samples import (
     sample_order,
 )
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
+from saga_log.ops.env import broker_url, local_env
 from tests.support import ARTIFACTS, ROOT, eventually, free_port
 
 pytestmark = pytest.mark.docker
@@ -46,10 +47,17 @@ HEALTH_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class ComposeStack:
-    amqp_url: str
+    amqp_port: int
     order_api: str
     fare_api: str
     history_url: str
+
+    @property
+    def amqp_url(self) -> str:
+        """As the client user, whose password `make up` wrote to .env (there is no guest)."""
+        env = {**local_env(ROOT / ".env"), "AMQP_URL": f"amqp://127.0.0.1:{self.amqp_port}/"}
+        env.pop("CLIENT_AMQP_URL", None)
+        return broker_url("client", env)
 
 
 def _docker_answers() -> str | None:
@@ -163,7 +171,7 @@ def compose_stack() -> Iterator[ComposeStack]:
         **{name: str(port) for name, port in ports.items()},
     }
     stack = ComposeStack(
-        amqp_url=f"amqp://guest:guest@127.0.0.1:{ports['SAGA_RABBITMQ_HOST_PORT']}/",
+        amqp_port=ports["SAGA_RABBITMQ_HOST_PORT"],
         order_api=f"http://127.0.0.1:{ports['SAGA_ORDER_HOST_PORT']}",
         fare_api=f"http://127.0.0.1:{ports['SAGA_FARE_HOST_PORT']}",
         history_url=f"http://127.0.0.1:{ports['SAGA_LOG_HOST_PORT']}",

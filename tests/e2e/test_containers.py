@@ -16,7 +16,7 @@ from contracts.samples import fresh_fare_id, fresh_order_id, sample_fare, sample
 from saga_log.ops.client import SagaWatcher
 from tests.e2e.test_fare_scenarios import assert_fare_end_state
 from tests.e2e.test_scenarios import assert_end_state
-from tests.support import SERVICES, Stack, make_stack
+from tests.support import SERVICES, Stack, make_stack, provisioned
 
 pytestmark = pytest.mark.docker
 
@@ -42,23 +42,30 @@ def container_stack() -> Iterator[Stack]:
     # Context managers, not a reaper: the containers go when the module's tests are done.
     try:
         postgres = PostgresContainer("postgres:17", driver=None)
-        rabbit = RabbitMqContainer("rabbitmq:4-management")
+        rabbit = RabbitMqContainer("rabbitmq:4-management").with_exposed_ports(15672)
         with postgres, rabbit:
-            amqp_url = (
+            host = rabbit.get_container_host_ip()
+            admin_url = (
                 f"amqp://{rabbit.username}:{rabbit.password}@"
-                f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
+                f"{host}:{rabbit.get_exposed_port(5672)}/"
             )
-            stack = make_stack(amqp_url, postgres.get_connection_url(), faults="seed")
-            try:
-                for service in SERVICES:
-                    stack.start(service, timeout=120)
-                yield stack
-            finally:
-                stack.stop_all()
+            management_url = f"http://{host}:{rabbit.get_exposed_port(15672)}"
+            with provisioned(admin_url, management_url) as broker:
+                stack = make_stack(broker, postgres.get_connection_url(), faults="seed")
+                yield from _started(stack)
     except Exception as exc:  # the images or the engine failed us, not the code under test
         if "docker" in type(exc).__module__ or "ContainerStartException" in type(exc).__name__:
             pytest.fail(f"the test containers could not start: {exc}")
         raise
+
+
+def _started(stack: Stack) -> Iterator[Stack]:
+    try:
+        for service in SERVICES:
+            stack.start(service, timeout=120)
+        yield stack
+    finally:
+        stack.stop_all()
 
 
 @pytest.mark.parametrize("scenario", ["ok", "3"])

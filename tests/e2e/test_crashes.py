@@ -14,13 +14,13 @@ import pytest
 
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
-from tests.support import Stack, eventually, fetch, running_stack
+from tests.support import Broker, Stack, eventually, fetch, running_stack
 
 
 @pytest.fixture(scope="module")
-def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
+def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
     services = ("order", "payment", "inventory")
-    with running_stack(amqp_url, pg_server_url, services=services, faults="off") as stack:
+    with running_stack(broker, pg_server_url, services=services, faults="off") as stack:
         yield stack
 
 

@@ -11,16 +11,16 @@ import pytest
 
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
-from tests.support import Stack, eventually, fetch, running_stack
+from tests.support import Broker, Stack, eventually, fetch, running_stack
 
 FAST_DEADLINES = {"SAGA_STEP_TIMEOUT": "1.5", "SAGA_DEADLINE_CHECK_INTERVAL": "0.1"}
 
 
 @pytest.fixture(scope="module")
-def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
+def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
     services = ("order", "payment", "inventory")
     with running_stack(
-        amqp_url, pg_server_url, services=services, faults="off", **FAST_DEADLINES
+        broker, pg_server_url, services=services, faults="off", **FAST_DEADLINES
     ) as stack:
         yield stack
 

@@ -15,16 +15,16 @@ from contracts.samples import fresh_fare_id, sample_fare
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from saga_log.ops.operator import PARKED, list_held
 from tests.e2e.test_recovery import cli
-from tests.support import Stack, eventually, fetch, running_stack
+from tests.support import Broker, Stack, eventually, fetch, running_stack
 
 FAST_DEADLINES = {"SAGA_STEP_TIMEOUT": "2", "SAGA_DEADLINE_CHECK_INTERVAL": "0.1"}
 
 
 @pytest.fixture(scope="module")
-def stack(amqp_url: str, pg_server_url: str) -> Iterator[Stack]:
+def stack(broker: Broker, pg_server_url: str) -> Iterator[Stack]:
     services = ("fare", "payment", "accounting", "saga_log")
     with running_stack(
-        amqp_url, pg_server_url, services=services, faults="seed", **FAST_DEADLINES
+        broker, pg_server_url, services=services, faults="seed", **FAST_DEADLINES
     ) as stack:
         yield stack
 
@@ -52,7 +52,7 @@ async def test_a_failed_refund_is_parked_then_redriven_once_fixed(stack: Stack) 
         events = await watcher.wait(fare_id, timeout=30)
     failed = [e for e in events if e["type"] == "FareRefundFailed"]
     assert [(e["step"], e["error"]) for e in failed] == [("RefundFare", "RefundException")]
-    (parked,) = [m for m in await list_held(stack.amqp_url, PARKED) if m.saga_id == fare_id]
+    (parked,) = [m for m in await list_held(stack.operator_url, PARKED) if m.saga_id == fare_id]
     assert parked.work_queue == "payment.refund_fare"
     assert "RefundFare failed: RefundException" in parked.reason
     fare_query = "SELECT fare_status FROM fares WHERE fare_id = $1"
@@ -81,7 +81,7 @@ async def test_a_failed_refund_is_parked_then_redriven_once_fixed(stack: Stack) 
         fare_id,
     )
     assert len(updated) == 1
-    assert not [m for m in await list_held(stack.amqp_url, PARKED) if m.saga_id == fare_id]
+    assert not [m for m in await list_held(stack.operator_url, PARKED) if m.saga_id == fare_id]
 
 
 async def test_a_fare_whose_accounting_is_down_is_cancelled_and_its_charge_refunded(

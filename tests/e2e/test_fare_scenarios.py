@@ -154,7 +154,14 @@ async def test_the_labs_own_fare_from_the_management_ui_completes(
     # Exactly the lab's JSON, typed into the form: no headers, no content type.
     payload = json.dumps({**LAB_FARE, "fareId": fare_id}, indent=2)
     try:
-        result = management_publish(management_url, vhost, "fare.submitted", payload)
+        result = management_publish(
+            management_url,
+            vhost,
+            "fare.submitted",
+            payload,
+            user=f"{stack.broker.prefix}client",
+            password=stack.broker.passwords["client"],
+        )
     except OSError as exc:
         pytest.skip(f"RabbitMQ management API not reachable at {management_url}: {exc}")
     assert result == {"routed": True}

@@ -8,13 +8,12 @@ import re
 import subprocess
 import sys
 
-import aio_pika
 import httpx
 import pytest
 
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
 from saga_log.ops.client import SagaWatcher
-from tests.support import ROOT, Stack, eventually
+from tests.support import ROOT, Stack, eventually, publish_as
 
 HISTORY_STATUS = {
     "ok": "succeeded",
@@ -96,15 +95,15 @@ async def test_an_event_delivered_twice_is_recorded_once(
     order_id, events = sagas["ok"]
     await recorded(stack, order_id, len(events))
     created = next(e for e in events if e["type"] == "OrderCreated")
-    connection = await aio_pika.connect(stack.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange("saga.events")
-        # Routed to the recorder only: nobody else listens on this routing key.
-        await exchange.publish(
-            aio_pika.Message(json.dumps(created).encode(), message_id=created["message_id"]),
-            routing_key="history.replayed",
-        )
+    # Replayed by an operator to the recorder only, through its holding exchange.
+    await publish_as(
+        stack.broker,
+        "operator",
+        json.dumps(created).encode(),
+        "saga_log.record",
+        exchange="saga_log.holding",
+        message_id=created["message_id"],
+    )
 
     def duplicates() -> int:
         health = stack.health("saga_log")

@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
-import aio_pika
 import httpx
 
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import SagaWatcher
 from saga_log.ops.operator import DEAD, PARKED, list_held
-from tests.support import ROOT, Stack, eventually, fetch
+from tests.support import ROOT, Stack, eventually, fetch, publish_as
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.amqp_url],
+        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.operator_url],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -31,14 +31,9 @@ async def order_state(stack: Stack, order_id: str) -> dict:
         return (await http.get(f"/orders/{order_id}")).json()
 
 
-async def publish(
-    stack: Stack, body: bytes, *, routing_key: str = "", queue: str = "", **props: object
-) -> None:
-    connection = await aio_pika.connect(stack.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = channel.default_exchange if queue else await channel.get_exchange("saga.events")
-        await exchange.publish(aio_pika.Message(body, **props), routing_key=queue or routing_key)  # type: ignore[arg-type]
+async def publish(stack: Stack, role: str, body: bytes, routing_key: str, **props: Any) -> None:
+    """Publish as the broker user of `role`, with its user_id."""
+    await publish_as(stack.broker, role, body, routing_key, **props)
 
 
 COMPENSATION_FAILED = {"OrderStatusUpdateFailed", "PaymentRefundFailed", "InventoryReleaseFailed"}
@@ -53,7 +48,7 @@ async def test_failed_compensations_are_parked_then_redriven_once_fixed(stack: S
             events = await watcher.wait(order_id, timeout=30)
             assert len([e for e in events if e["type"] in COMPENSATION_FAILED]) == 1
 
-    parked = {m.saga_id: m for m in await list_held(stack.amqp_url, PARKED)}
+    parked = {m.saga_id: m for m in await list_held(stack.operator_url, PARKED)}
     assert parked[ids["22"]].work_queue == "payment.refund_payment"
     assert "ErrProcessRefund" in parked[ids["22"]].reason
     assert parked[ids["33"]].work_queue == "inventory.release_inventory"
@@ -94,7 +89,7 @@ async def test_failed_compensations_are_parked_then_redriven_once_fixed(stack: S
         list(ids.values()),
     )
     assert terminal[0]["n"] == 2  # one terminal event each, redrive or not
-    assert not [m for m in await list_held(stack.amqp_url, PARKED) if m.saga_id in ids.values()]
+    assert not [m for m in await list_held(stack.operator_url, PARKED) if m.saga_id in ids.values()]
 
 
 async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: Stack) -> None:
@@ -104,19 +99,22 @@ async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: S
         await watcher.place(sample_order("ok", order_id=order_id))
         events = await watcher.wait(order_id, timeout=30)
     created = next(e for e in events if e["type"] == "OrderCreated")
+    # Dead-lettered by the payment service itself, through its holding exchange.
     await publish(
         stack,
+        "payment",
         json.dumps(created).encode(),
-        queue="payment.debit_payment.dlq",
+        "payment.debit_payment.dlq",
+        exchange="payment.holding",
         message_id=created["message_id"],
         headers={"saga-reject-reason": "delivery limit reached"},
     )
     await publish(
-        stack, b"\xff\xfe not even text", routing_key="order.created", message_id="garbage-1"
+        stack, "order", b"\xff\xfe not even text", "order.created", message_id="garbage-1"
     )
 
     async def both_held() -> list:
-        held = await list_held(stack.amqp_url, DEAD)
+        held = await list_held(stack.operator_url, DEAD)
         ids = {m.message_id for m in held}
         return held if {created["message_id"], "garbage-1"} <= ids else []
 
@@ -149,7 +147,7 @@ async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: S
 
     discarded = cli(stack, "discard", "--message-id", "garbage-1")
     assert discarded.returncode == 0 and "2 message(s) discarded" in discarded.stdout
-    assert "garbage-1" not in {m.message_id for m in await list_held(stack.amqp_url, DEAD)}
+    assert "garbage-1" not in {m.message_id for m in await list_held(stack.operator_url, DEAD)}
 
 
 async def test_an_invalid_order_is_rejected_naming_the_field_and_others_complete(
@@ -159,15 +157,16 @@ async def test_an_invalid_order_is_rejected_naming_the_field_and_others_complete
         bad_id = fresh_order_id("ok")
         bad = sample_order("ok", order_id=bad_id)
         bad["items"][0]["qty"] = -1
-        await publish(stack, json.dumps(bad).encode(), routing_key="order.placed")
+        await publish(stack, "client", json.dumps(bad).encode(), "order.placed")
         no_items = fresh_order_id("ok")
         await publish(
             stack,
+            "client",
             json.dumps({**sample_order("ok", order_id=no_items), "items": []}).encode(),
-            routing_key="order.placed",
+            "order.placed",
         )
         huge = b'{"order_id": "' + b"x" * (10 * 1024 * 1024) + b'"}'
-        await publish(stack, huge, routing_key="order.placed", message_id="ten-megabytes")
+        await publish(stack, "client", huge, "order.placed", message_id="ten-megabytes")
         good = fresh_order_id("ok")
         await watcher.place(sample_order("ok", order_id=good))
 
@@ -183,7 +182,7 @@ async def test_an_invalid_order_is_rejected_naming_the_field_and_others_complete
     assert done[-1]["type"] == "OrderSucceeded"
 
     async def huge_dead_lettered() -> bool:
-        return "ten-megabytes" in {m.message_id for m in await list_held(stack.amqp_url, DEAD)}
+        return "ten-megabytes" in {m.message_id for m in await list_held(stack.operator_url, DEAD)}
 
     await eventually(huge_dead_lettered)
     orders = await fetch(
@@ -218,7 +217,7 @@ async def test_a_compensation_that_keeps_failing_is_retried_then_reported_then_r
     assert events[-1]["compensation_error"] == failed[0]["error"]
     health = stack.health("payment")
     assert health and health["consumers"]["payment.refund_payment"]["retried"] == 2
-    (parked,) = [m for m in await list_held(stack.amqp_url, PARKED) if m.saga_id == order_id]
+    (parked,) = [m for m in await list_held(stack.operator_url, PARKED) if m.saga_id == order_id]
     assert parked.attempts == 2
 
     # The outage is over: the refund is redriven and the saga finishes its compensations.

@@ -147,7 +147,14 @@ async def test_order_published_from_the_management_ui_starts_a_saga(
     # Typed by hand into the form: indented, no content type, not persistent.
     payload = json.dumps(sample_order("2", order_id=order_id), indent=2)
     try:
-        result = management_publish(management_url, vhost, "order.placed", payload)
+        result = management_publish(
+            management_url,
+            vhost,
+            "order.placed",
+            payload,
+            user=f"{stack.broker.prefix}client",
+            password=stack.broker.passwords["client"],
+        )
     except OSError as exc:
         pytest.skip(f"RabbitMQ management API not reachable at {management_url}: {exc}")
     assert result == {"routed": True}

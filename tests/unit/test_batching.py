@@ -23,15 +23,14 @@ from contracts import (
 from contracts.samples import sample_order
 from saga_log.runtime import (
     DeliveryHandler,
-    Trust,
     Received,
     RetryPolicy,
     Subscription,
+    Trust,
     one_by_one,
     one_per_saga,
 )
 from tests.unit.fakes import FakeDatabase, FakeUnitOfWork
-
 
 PAYMENT = Trust(own="payment")
 
