@@ -50,6 +50,10 @@ def decode(model: type[M], body: bytes) -> M:
         raise InvalidMessage(f"body is not JSON we read: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
+    nul = _nul_at(data, "")
+    if nul is not None:
+        # PostgreSQL text cannot hold one: refused here, not retried against the database.
+        raise InvalidMessage(f"NUL character in {nul or 'a key'}", [nul] if nul else [])
     if model.model_config.get("extra") == "forbid":
         # Published events forbid unknown fields; a consumer still reads a newer producer's.
         known = {name: value for name, value in data.items() if name in model.model_fields}
@@ -60,6 +64,25 @@ def decode(model: type[M], body: bytes) -> M:
     except ValidationError as exc:
         where = [_where(error) for error in exc.errors(include_url=False)]
         raise InvalidMessage(_describe(exc), list(dict.fromkeys(where))) from None
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The dotted path of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path
+            found = _nul_at(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(exc: ValidationError) -> str:

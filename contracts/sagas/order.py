@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.declaration import Participant, Reaction, Saga, Step
 from contracts.envelope import (
@@ -28,6 +28,8 @@ from contracts.envelope import (
 from contracts.faults import DemoFault
 
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+#: The largest total a payment row holds (NUMERIC(14, 2)).
+MAX_TOTAL = Decimal("999999999999.99")
 Ref = Annotated[str, Field(max_length=64)]
 
 SAGA_FAILED = "SagaFailed"
@@ -63,6 +65,16 @@ class PlaceOrder(Command):
     order_date: datetime
     customer_id: Annotated[str, Field(min_length=1, max_length=64)]
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=1000)]
+
+    @field_validator("items")
+    @classmethod
+    def _total_fits(cls, items: list[OrderItem]) -> list[OrderItem]:
+        # Checked here, so that an order no payment could hold is rejected (OrderRejected)
+        # rather than retried against the database until it is parked.
+        total = sum((item.qty * item.unit_price for item in items), Decimal(0))
+        if total > MAX_TOTAL:
+            raise ValueError(f"the order's total {total:.2f} exceeds {MAX_TOTAL}")
+        return items
 
 
 class OrderEvent(Event):

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import func, select
 
 from contracts import saga_named
 from saga_log.runtime import metrics
@@ -92,9 +94,10 @@ async def cancel_overdue(
     step_timeout: timedelta,
     saga_deadline: timedelta,
 ) -> int:
-    """Cancel up to BATCH overdue sagas in one transaction; returns how many."""
-    now = datetime.now(UTC)
+    """Cancel up to BATCH overdue sagas in one transaction; returns how many. Times come
+    from one clock, the database's, which stamped every saga's start and progress."""
     async with uow:
+        now = (await uow.connection.execute(select(func.now()))).scalar_one()
         overdue = await find_overdue(uow, now, step_timeout, saga_deadline, BATCH)
         for found in overdue:
             expired = found.started_at < now - saga_deadline
