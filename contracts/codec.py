@@ -54,6 +54,12 @@ def decode(model: type[M], body: bytes) -> M:
     if nul is not None:
         # PostgreSQL text cannot hold one: refused here, not retried against the database.
         raise InvalidMessage(f"NUL character in {nul or 'a key'}", [nul] if nul else [])
+    named = data.get("type")
+    expected = getattr(model, "type_name", None)
+    if isinstance(named, str) and expected is not None and named != expected():
+        # A command reads tolerantly, but a body that says it is another message (an event
+        # forged onto a saga-starting key) is not that command.
+        raise InvalidMessage(f"a {named[:128]} is not a {expected()}", ["type"])
     if model.model_config.get("extra") == "forbid":
         # Published events forbid unknown fields; a consumer still reads a newer producer's.
         known = {name: value for name, value in data.items() if name in model.model_fields}

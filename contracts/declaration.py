@@ -222,14 +222,16 @@ class Saga:
         nobody could be told, and the dead-letter queue keeps it."""
         if self.rejected is None:
             return None
+        command = self.starts_with.type_name()
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
-        saga_id = data.get(self.id_field) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("type", command) != command:
+            return None  # not a malformed start but another message: nobody to answer
+        saga_id = data.get(self.id_field)
         if not isinstance(saga_id, str) or not re.fullmatch(SAGA_ID_PATTERN, saga_id):
             return None
-        command = self.starts_with.type_name()
         return self.rejected.caused_by(
             f"{command}:{saga_id}:rejected:{hashlib.sha256(body).hexdigest()[:16]}",
             producer=self.producer(self.rejected),

@@ -241,14 +241,18 @@ def management_publish(
     *,
     user: str = "guest",
     password: str = "guest",
+    properties: dict[str, Any] | None = None,
+    exchange: str = "saga.events",
 ) -> dict[str, Any]:
     """Publish exactly as the management UI's "Publish message" form does: no properties
-    (so no content type, and delivery mode 1: not persistent), logged in as `user`."""
+    (so no content type, and delivery mode 1: not persistent) but the `properties` (and
+    headers among them) typed into it, logged in as `user`."""
     request = urllib.request.Request(
-        f"{management_url.rstrip('/')}/api/exchanges/{quote(vhost, safe='')}/saga.events/publish",
+        f"{management_url.rstrip('/')}/api/exchanges/{quote(vhost, safe='')}/"
+        f"{quote(exchange, safe='')}/publish",
         data=json.dumps(
             {
-                "properties": {},
+                "properties": properties or {},
                 "routing_key": routing_key,
                 "payload": payload,
                 "payload_encoding": "string",

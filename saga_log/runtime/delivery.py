@@ -118,6 +118,12 @@ class DeliveryHandler:
             except InvalidMessage as exc:
                 await self.holding.reject(raw, exc, self.subscription.on_invalid)
                 return
+            except Exception as exc:
+                # Reading a message does not touch the database: what fails here fails every
+                # time (a bug), so it is dead-lettered, to be replayed once fixed, not looped.
+                log.error("could not read message", exc_info=exc, extra=fields(raw, self.holding))
+                await self.holding.dead_letter(raw, f"could not read it: {exc!r}"[:2000])
+                return
         pending = Pending(raw, self.received(raw, message))
         try:
             outcome = await self.transact([pending])
@@ -234,7 +240,7 @@ class DeliveryHandler:
         """The message in `raw`, or None if it is not valid (the one-message path says why)."""
         try:
             return self.decode(raw)
-        except InvalidMessage:
+        except Exception:
             return None
 
     def received(self, raw: AbstractIncomingMessage, message: Any) -> Received[Any]:
@@ -256,7 +262,10 @@ class DeliveryHandler:
     def _model(self, raw: AbstractIncomingMessage) -> type[Any]:
         messages = self.consumer.messages
         if len(messages) == 1:
-            return messages[0]
+            only = messages[0]
+            named = getattr(only, "type_name", None)
+            if named is None or raw.type in (None, "", named()):
+                return only  # (a body naming another type fails its validation)
         # Retries come back through the default exchange, so the routing key is no guide;
         # the AMQP type property and the body's `type` are.
         name = raw.type or _peek_type(raw.body)

@@ -139,7 +139,7 @@ def test_only_the_declared_producer_moves_a_saga(
     if accepted:
         PAYMENT.check(raw, created())  # type: ignore[arg-type]
     else:
-        with pytest.raises(Untrusted, match="unexpected producer .* for OrderCreated"):
+        with pytest.raises(Untrusted, match=r"unexpected producer .* for OrderCreated"):
             PAYMENT.check(raw, created())  # type: ignore[arg-type]
 
 
@@ -169,3 +169,16 @@ def test_the_history_checks_every_message_it_records() -> None:
     history.check(Raw("t-order"), forged)  # type: ignore[arg-type]
     with pytest.raises(Untrusted, match="unexpected producer t-client for OrderCreated"):
         history.check(Raw("t-client"), forged)  # type: ignore[arg-type]
+
+
+def test_an_event_forged_onto_a_starting_key_is_not_that_command_and_gets_no_answer() -> None:
+    forged = {**sample_order("ok"), "type": "OrderCreated", "producer": "order"}
+    body = json.dumps(forged).encode()
+    with pytest.raises(InvalidMessage, match="a OrderCreated is not a PlaceOrder") as error:
+        decode(PlaceOrder, body)
+    (order,) = [saga for saga in SAGAS if saga.name == "order"]
+    # A malformed start is answered; another message typed onto its key is not.
+    assert order.reject(body, error.value) is None
+    invalid = json.dumps({**sample_order("ok"), "items": []}).encode()
+    answer = order.reject(invalid, InvalidMessage("items: too short", ["items"]))
+    assert answer is not None and answer.type == "OrderRejected"
