@@ -27,6 +27,7 @@ import asyncpg
 from contracts.access import broker_users
 from contracts.secrets import new_key_setting
 from tools.broker import Management, apply, delete_users
+from tools.database import DATABASES, DatabaseRoles, provision, role_url
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -289,6 +290,13 @@ async def drop_databases(server_url: str, names: list[str]) -> None:
     try:
         for name in names:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # The roles make_stack gave them (test_<suffix>_<service>_owner/_app).
+        suffixes = {name.rsplit("_", 1)[-1] for name in names if name.startswith("test_")}
+        for suffix in suffixes:
+            for row in await conn.fetch(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", f"test_{suffix}_"
+            ):
+                await conn.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
     finally:
         await conn.close()
 
@@ -407,22 +415,31 @@ def make_stack(
 ) -> Stack:
     """A stack of the five services and the saga history, not started yet."""
     suffix = uuid.uuid4().hex[:8]
-    names = {
-        "order": "orders",
-        "payment": "payments",
-        "inventory": "inventory",
-        "fare": "fares",
-        "accounting": "accounting",
-        "saga_log": "saga_log",
+    # Each service's database with its two roles (tools.database), as `make up` makes
+    # them: the service migrates as the owner and runs as a role that may only read and
+    # write rows. The tests read the databases as the superuser (database_urls).
+    roles = {
+        s: DatabaseRoles.of(s, database=f"test_{DATABASES[s]}_{suffix}", prefix=f"test_{suffix}_")
+        for s in MODULES
     }
-    database_urls = {s: database_url(pg_server_url, f"test_{names[s]}_{suffix}") for s in MODULES}
+    database_urls = {s: database_url(pg_server_url, roles[s].database) for s in MODULES}
+    role_env: dict[str, str] = {}
+    for s, made in roles.items():
+        owner_password, app_password = uuid.uuid4().hex, uuid.uuid4().hex
+        asyncio.run(provision(pg_server_url, made, owner_password, app_password))
+        role_env[f"{ENV_PREFIX[s]}_DATABASE_URL"] = role_url(
+            pg_server_url, made.database, made.app, app_password
+        )
+        role_env[f"{ENV_PREFIX[s]}_MIGRATION_DATABASE_URL"] = role_url(
+            pg_server_url, made.database, made.owner, owner_password
+        )
     env = {
         **{f"{ENV_PREFIX[s]}_AMQP_URL": broker.url(s) for s in MODULES},
         "SAGA_BROKER_USER_PREFIX": broker.prefix,
         "SAGA_FAULTS": faults,
         "SAGA_HTTP_HOST": "127.0.0.1",
         "SAGA_FIELD_KEYS": FIELD_KEYS,
-        **{f"{ENV_PREFIX[s]}_DATABASE_URL": database_urls[s] for s in MODULES},
+        **role_env,
         **FAST_RETRIES,
         **extra_env,
     }

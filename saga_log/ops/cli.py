@@ -39,7 +39,7 @@ from contracts.samples import (
     sample_order,
 )
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
-from saga_log.ops.env import broker_url
+from saga_log.ops.env import broker_url, http_headers
 from saga_log.ops.operator import DEAD, PARKED, HeldMessage, list_held, send_back
 
 
@@ -112,12 +112,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in {"parked", "dead-letters", "redrive", "replay", "discard", "inspect"}:
         sys.exit(asyncio.run(_operate(args)))
     try:
-        with httpx.Client(base_url=args.history_url, timeout=10) as http:
+        with httpx.Client(base_url=args.history_url, timeout=10, headers=http_headers()) as http:
             if args.command == "show":
                 sys.exit(_show(http, args.saga_id, args.type))
             status = "stuck" if args.command == "stuck" else args.status
             saga_type = getattr(args, "type", None)
             sys.exit(_list(http, status, saga_type, args.limit, getattr(args, "offset", 0)))
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 401:
+            raise
+        print(
+            f"the saga history at {args.history_url} asks for its token: set SAGA_HTTP_TOKEN "
+            "(`make up` writes it to .env, which the tools read).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except httpx.HTTPError as exc:
         print(
             f"the saga history at {args.history_url} is not reachable ({exc}). Is it running "
@@ -309,7 +318,7 @@ async def _start(args: argparse.Namespace) -> int:
         return 2
     print(f"expected (with SAGA_FAULTS=seed): {json.dumps(expected)}")
     try:
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with httpx.AsyncClient(timeout=5, headers=http_headers()) as http:
             response = await http.get(api)
         print(f"GET {api} -> {response.status_code}")
         print(json.dumps(response.json(), indent=2))

@@ -39,3 +39,11 @@ def broker_url(role: str, env: dict[str, str] | None = None) -> str:
     host = parts.hostname or "127.0.0.1"
     netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}:{parts.port or 5672}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def http_headers(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers that get the tools past a service's token (`SAGA_HTTP_TOKEN`), if one
+    is configured."""
+    env = local_env() if env is None else env
+    token = env.get("SAGA_HTTP_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -28,9 +28,10 @@ from faststream.rabbit import (
 )
 from faststream.rabbit.annotations import RabbitMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -41,6 +42,7 @@ from saga_log.runtime import logs, metrics
 from saga_log.runtime.database import create_engine, ensure_database
 from saga_log.runtime.delivery import DeliveryHandler
 from saga_log.runtime.holding import Protection
+from saga_log.runtime.http_guard import HttpGuard
 from saga_log.runtime.migrations import upgrade
 from saga_log.runtime.outbox import OutboxRelay
 from saga_log.runtime.settings import RuntimeSettings
@@ -247,10 +249,17 @@ class ServiceRuntime:
             )
         timeout = self.settings.startup_timeout
         url = self.settings.database_url
-        await _patiently("PostgreSQL", lambda: ensure_database(url), timeout)
+        owner_url = self.settings.migration_database_url or url
+        await _patiently("PostgreSQL", lambda: ensure_database(owner_url), timeout)
+        # The migrations run as the schema's owner, on an engine of their own; the service
+        # then runs as a role that may only read and write rows (tools.database).
+        migrator = create_engine(owner_url, pool_size=1)
+        try:
+            await _patiently("PostgreSQL", lambda: upgrade(migrator, self.migrations), timeout)
+        finally:
+            await migrator.dispose()
         self._engine = create_engine(url)
-        engine = self._engine
-        await _patiently("PostgreSQL", lambda: upgrade(engine, self.migrations), timeout)
+        await _warn_if_superuser(self._engine, self.name)
         self.handlers.clear()
         self._broker = self.build_broker()
         broker = self._broker
@@ -326,7 +335,12 @@ class ServiceRuntime:
             )
 
         routes = [*self.routes, Route("/health", health), Route("/metrics", metrics_page)]
-        app = Starlette(routes=routes, lifespan=self.lifespan)
+        token = self.settings.http_token.get_secret_value()
+        app = Starlette(
+            routes=routes,
+            lifespan=self.lifespan,
+            middleware=[Middleware(HttpGuard, token=token)],
+        )
         app.state.runtime = self
         return app
 
@@ -368,6 +382,17 @@ class ServiceDefinition:
     def main(self) -> None:
         settings = self.settings()
         serve(f"{self.module}:app", settings)
+
+
+async def _warn_if_superuser(engine: AsyncEngine, service: str) -> None:
+    async with engine.connect() as connection:
+        superuser = await connection.scalar(text("SELECT current_setting('is_superuser')"))
+    if superuser == "on":
+        log.warning(
+            "connected to PostgreSQL as a superuser: give the service its runtime role, "
+            "which may only read and write its own tables (README, Security)",
+            extra={"service": service},
+        )
 
 
 def broker_user(amqp_url: str) -> str:

@@ -22,13 +22,19 @@ class RuntimeSettings(BaseSettings):
     broker_user_prefix: str = ""
     #: Each service's own settings name these after itself (ORDER_DATABASE_URL, ...).
     database_url: str = ""
+    #: The migrations' URL (the schema owner's); empty: DATABASE_URL's.
+    migration_database_url: str = ""
     http_port: int = 0
     faults: str = "off"
     #: JSON, see saga_log.faults.FaultPlan (transient failures, delays, crashes).
     fault_plan_json: str = Field(default="", validation_alias="SAGA_FAULT_PLAN")
     #: Per work queue retry budgets overriding retry_max_attempts, JSON {"queue": n}.
     retry_budgets: dict[str, int] = {}
-    http_host: str = "0.0.0.0"
+    #: Where the HTTP server listens: this machine only, unless told otherwise (the
+    #: containers listen on 0.0.0.0 inside their own network namespace).
+    http_host: str = "127.0.0.1"
+    #: When set, every HTTP route but /health asks for it (saga_log.runtime.http_guard).
+    http_token: SecretStr = Field(default=SecretStr(""), validation_alias="SAGA_HTTP_TOKEN")
     log_level: str = "INFO"
     prefetch: int = Field(default=50, ge=1)
     #: At most this many deliveries share one transaction (1: one transaction each).
