@@ -7,17 +7,20 @@
 # and that one service's code: nothing of the other services, the history, the operator
 # tools or the generators.
 
-# The dependencies, read from pyproject.toml into requirements.txt in a stage of their
-# own: the final image copies only that file, so editing pyproject.toml elsewhere (tool
-# settings, version) does not invalidate the dependency layer.
-FROM python:3.12-slim AS requirements
-WORKDIR /src
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt
+# The base image of every stage. A tag moves when it is republished; to pin the exact
+# image, give its digest, which a registry resolves and the build then verifies:
+#
+#   docker buildx imagetools inspect python:3.12-slim     # prints "Digest: sha256:..."
+#   docker build --build-arg PYTHON_IMAGE=python:3.12-slim@sha256:<digest> ...
+#
+# (or put that reference here as the default; Dependabot or Renovate keep such a pin
+# current). The default stays a tag because a digest can only be checked against the
+# registry that published it.
+ARG PYTHON_IMAGE=python:3.12-slim
 
 # Only the chosen service's folder goes on (the history's for saga_log): COPY cannot be
 # conditional, so the choice is made here.
-FROM python:3.12-slim AS code
+FROM ${PYTHON_IMAGE} AS code
 ARG SERVICE
 COPY services/ /src/services/
 COPY saga_log/recorder/ /src/saga_log/recorder/
@@ -29,7 +32,7 @@ RUN case "${SERVICE}" in \
       *) echo "build with --build-arg SERVICE=order|payment|inventory|fare|accounting|saga_log" >&2; exit 1 ;; \
     esac
 
-FROM python:3.12-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -41,9 +44,12 @@ WORKDIR /app
 
 # Dependencies before code, so that this layer is rebuilt only when they change, and
 # shared by every image: SERVICE is declared only further down, because a build
-# argument in scope is part of the cache key of every RUN that follows it.
-COPY --from=requirements /src/requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# argument in scope is part of the cache key of every RUN that follows it. They come from
+# requirements.lock (scripts/lock.sh writes it from pyproject.toml): the runtime
+# dependencies only, every one at an exact version, and pip refuses any file whose sha256
+# is not the one in the lock, or any dependency the lock does not name.
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes -r /tmp/requirements.lock && rm /tmp/requirements.lock
 
 RUN groupadd --system --gid 10001 saga \
     && useradd --system --uid 10001 --gid saga --no-create-home --home-dir /app --shell /usr/sbin/nologin saga

@@ -7,18 +7,24 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
+.PHONY: help install lock up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
-install: $(VENV)/.installed  ## create .venv and install the project with its test tools
+install: $(VENV)/.installed  ## create .venv and install the project with its test tools, from requirements-test.lock
 
-$(VENV)/.installed: pyproject.toml
+# Everything from PyPI comes from the lock, each file checked against its sha256 (pip and
+# setuptools included); the project itself goes on last, without dependencies and without
+# build isolation, so that its build backend is the locked setuptools too.
+$(VENV)/.installed: requirements-test.lock requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
+
+lock:  ## regenerate requirements.lock and requirements-test.lock from pyproject.toml (ARGS=--upgrade)
+	scripts/lock.sh $(ARGS)
 
 up: install  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, the saga history (8080)
 	@$(BIN)/python scripts/ensure_env.py
