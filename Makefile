@@ -29,6 +29,7 @@ lock:  ## regenerate requirements.lock and requirements-test.lock from pyproject
 up: install  ## the whole system in Docker: RabbitMQ (UI on 15672), the five services, the saga history (8080)
 	@$(BIN)/python scripts/ensure_env.py
 	@$(BIN)/python -m tools.broker definitions --out .run/rabbitmq/definitions.json
+	@$(BIN)/python -m tools.database sql --out .run/postgres
 	$(COMPOSE) up -d --build
 	@$(PYTHON) scripts/wait_healthy.py --compose "$(COMPOSE)"
 

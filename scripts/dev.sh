@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make dev`: the five services and the saga history as separate local processes against
-# the PostgreSQL and RabbitMQ the environment names (defaults: 127.0.0.1:5432 user
-# postgres, 127.0.0.1:5672 guest/guest). Each creates its own database and applies its
-# migrations at start. The card-sealing keys come from .env (written if missing).
+# the local PostgreSQL and RabbitMQ (127.0.0.1:5432 and :5672). As administrators it
+# makes the broker users (RABBITMQ_ADMIN, default guest through the management API) and
+# each service's database with its roles (PG_ADMIN_URL, default postgres); the services
+# then run as those, listening on 127.0.0.1 only. The secrets come from .env (written if
+# missing), SAGA_HTTP_TOKEN among them: the pages and APIs ask for it here too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=.run
@@ -29,6 +31,17 @@ start() {
     local role=${s^^}
     local password_variable="RABBITMQ_PASSWORD_${role}"
     export "${role}_AMQP_URL=amqp://${s}:${!password_variable}@${host}/"
+  done
+  # Each service's database and its two roles on the local PostgreSQL (as the superuser
+  # PG_ADMIN_URL names): it migrates as <service>_owner and runs as <service>_app.
+  .venv/bin/python -m tools.database provision || exit 1
+  local pg=${SAGA_DEV_PG_HOST:-127.0.0.1:5432}
+  declare -A databases=([order]=orders [payment]=payments [inventory]=inventory [fare]=fares [accounting]=accounting [saga_log]=saga_log)
+  for s in "${services[@]}"; do
+    local role=${s^^}
+    local app="DB_PASSWORD_${role}_APP" owner="DB_PASSWORD_${role}_OWNER"
+    export "${role}_DATABASE_URL=postgresql://${s}_app:${!app}@${pg}/${databases[$s]}"
+    export "${role}_MIGRATION_DATABASE_URL=postgresql://${s}_owner:${!owner}@${pg}/${databases[$s]}"
   done
   for s in "${services[@]}"; do
     if running "$s"; then echo "$s: already running (pid $(cat "$run/$s.pid"))"; continue; fi

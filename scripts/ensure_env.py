@@ -3,7 +3,10 @@ secrets a fresh clone does not have, generated here, never printed, and written 
 only (git ignores it):
 
 - `SAGA_FIELD_KEYS`: the keys that seal the fare saga's card fields;
-- `RABBITMQ_PASSWORD_<ROLE>`: a password for each broker user (contracts.access).
+- `RABBITMQ_PASSWORD_<ROLE>`: a password for each broker user (contracts.access);
+- `POSTGRES_PASSWORD`: the containers' PostgreSQL superuser (used only to make the roles);
+- `DB_PASSWORD_<SERVICE>_OWNER` / `_APP`: each service's two database roles (tools.database);
+- `SAGA_HTTP_TOKEN`: what the services' HTTP APIs and the history's page ask for.
 
 An existing value is kept: rotating is a deliberate act (README, Security)."""
 
@@ -19,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 from contracts.access import broker_users  # noqa: E402
 from contracts.secrets import new_key_setting  # noqa: E402
 from tools.broker import password_variable  # noqa: E402
+from tools.database import DATABASES  # noqa: E402
+from tools.database import password_variable as database_password  # noqa: E402
 
 ENV = ROOT / ".env"
 
@@ -28,6 +33,11 @@ def wanted() -> dict[str, str]:
     values = {"SAGA_FIELD_KEYS": new_key_setting("k1")}
     for user in broker_users():
         values[password_variable(user.role)] = secrets.token_urlsafe(24)
+    values["POSTGRES_PASSWORD"] = secrets.token_urlsafe(24)
+    for service in DATABASES:
+        for kind in ("owner", "app"):
+            values[database_password(service, kind)] = secrets.token_urlsafe(24)
+    values["SAGA_HTTP_TOKEN"] = secrets.token_urlsafe(32)
     return values
 
 

@@ -1,4 +1,5 @@
-"""Wait until every container of the compose stack reports healthy (`make up`).
+"""Wait until every container of the compose stack reports healthy, or for a one-shot job
+(db-roles) that it exited with 0 (`make up`).
 
 docker-compose v1 has no `up --wait`, so this polls `docker inspect` instead, prints
 progress, and on failure names the unhealthy container and shows its last log lines.
@@ -31,7 +32,7 @@ def main() -> int:
         if summary != last:
             print(f"waiting for the stack: {summary}", flush=True)
             last = summary
-        if states and all(state == "healthy" for state in states.values()):
+        if states and all(state in {"healthy", "done"} for state in states.values()):
             print(
                 "stack healthy: RabbitMQ UI on its mapped 15672 port, "
                 "order API on its mapped 8000 port"
@@ -41,7 +42,7 @@ def main() -> int:
             name for name, state in states.items() if state in {"unhealthy", "exited", "dead"}
         ]
         if failed or time.monotonic() > deadline:
-            for name in failed or [n for n, s in states.items() if s != "healthy"]:
+            for name in failed or [n for n, s in states.items() if s not in {"healthy", "done"}]:
                 print(f"--- {name} is not healthy; its last log lines:", file=sys.stderr)
                 subprocess.run(["docker", "logs", "--tail", "30", name], check=False)
             print("the stack did not become healthy; `make logs` shows everything", file=sys.stderr)
@@ -57,6 +58,8 @@ def _states(ids: list[str]) -> dict[str, str]:
     for container in json.loads(out.stdout):
         state = container["State"]
         health = (state.get("Health") or {}).get("Status")
+        if health is None and state["Status"] == "exited" and state.get("ExitCode") == 0:
+            health = "done"  # a one-shot job that did its work (db-roles)
         states[container["Name"].lstrip("/")] = health or state["Status"]
     return states
 

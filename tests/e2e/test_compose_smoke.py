@@ -10,6 +10,7 @@ so it never meets a stack the user already runs. Skipped when no Docker engine a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ from contracts.samples import (
     sample_order,
 )
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
-from saga_log.ops.env import broker_url, local_env
+from saga_log.ops.env import broker_url, http_headers, local_env
 from tests.support import ARTIFACTS, ROOT, eventually, free_port
 
 pytestmark = pytest.mark.docker
@@ -58,6 +59,13 @@ class ComposeStack:
         env = {**local_env(ROOT / ".env"), "AMQP_URL": f"amqp://127.0.0.1:{self.amqp_port}/"}
         env.pop("CLIENT_AMQP_URL", None)
         return broker_url("client", env)
+
+
+def _token() -> dict[str, str]:
+    """The HTTP token `make up` wrote to .env (the composed stack asks for it)."""
+    headers = http_headers(local_env(ROOT / ".env"))
+    assert headers, "make up should have written SAGA_HTTP_TOKEN to .env"
+    return headers
 
 
 def _docker_answers() -> str | None:
@@ -198,7 +206,7 @@ def compose_stack() -> Iterator[ComposeStack]:
 async def _order(order_api: str, order_id: str) -> dict[str, Any]:
     """GET /orders/{order_id} once the saga's outcome is recorded (it is by the time the
     terminal event is out, since the outbox publishes only what has committed)."""
-    async with httpx.AsyncClient(base_url=order_api, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=order_api, timeout=5, headers=_token()) as http:
 
         async def concluded() -> dict[str, Any]:
             response = await http.get(f"/orders/{order_id}")
@@ -238,7 +246,9 @@ async def test_order_through_the_composed_stack(compose_stack: ComposeStack, sce
     assert sorted(order["inventory_transactions"]) == expected["inventory"], order
 
     # The saga history in the stack recorded the same story.
-    async with httpx.AsyncClient(base_url=compose_stack.history_url, timeout=5) as http:
+    async with httpx.AsyncClient(
+        base_url=compose_stack.history_url, timeout=5, headers=_token()
+    ) as http:
 
         async def recorded() -> dict[str, Any]:
             response = await http.get(f"/sagas/{order_id}")
@@ -266,7 +276,7 @@ async def test_fare_through_the_composed_stack(compose_stack: ComposeStack, scen
     terminal = [event for event in events if event["type"] in TERMINAL_TYPES]
     assert [event["type"] for event in terminal] == [expected["terminal"]], events
 
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with httpx.AsyncClient(timeout=5, headers=_token()) as http:
 
         async def concluded() -> dict[str, Any]:
             response = await http.get(f"{compose_stack.fare_api}/fares/{fare_id}")
@@ -284,3 +294,53 @@ async def test_fare_through_the_composed_stack(compose_stack: ComposeStack, scen
     assert fare["fareStatus"] == expected["fare_status"] and fare["cardLast4"] == "2424"
     assert history["saga"]["saga_type"] == "fare"
     assert history["saga"]["status"] == expected["history"]
+
+
+async def test_the_composed_stack_has_no_guest_no_superuser_and_asks_for_its_token(
+    compose_stack: ComposeStack,
+) -> None:
+    import aio_pika
+
+    # No guest on the broker: the default credentials are refused.
+    with pytest.raises(aio_pika.exceptions.AMQPConnectionError):
+        await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{compose_stack.amqp_port}/")
+    # The HTTP surfaces ask for the token; /health does not.
+    async with httpx.AsyncClient(timeout=5) as http:
+        for url in (
+            f"{compose_stack.history_url}/sagas",
+            f"{compose_stack.history_url}/",
+            f"{compose_stack.order_api}/orders/4000",
+        ):
+            refused = await http.get(url)
+            assert refused.status_code == 401, url
+        assert (await http.get(f"{compose_stack.order_api}/health")).status_code == 200
+    # Each service runs as its database's runtime role, not as a superuser.
+    sessions = await asyncio.to_thread(_order_db_sessions)
+    assert "order_app:false" in sessions, sessions
+    assert not {s for s in sessions if s.endswith(":true")}, sessions
+
+
+def _order_db_sessions() -> set[str]:
+    """`user:is_superuser` of each client session on the order database but this one."""
+    compose = _compose_command()
+    assert compose is not None
+    query = (
+        "SELECT u.usename || ':' || u.usesuper FROM pg_stat_activity a "
+        "JOIN pg_user u ON u.usesysid = a.usesysid "
+        "WHERE a.datname = 'orders' AND a.backend_type = 'client backend' "
+        "AND a.pid <> pg_backend_pid()"
+    )
+    found = subprocess.run(
+        [
+            *compose, "exec", "-T", "order-db", "sh", "-c",
+            f'PGPASSWORD=$POSTGRES_PASSWORD psql -U postgres -d orders -Atc "{query}"',
+        ],
+        cwd=ROOT,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": PROJECT},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    return set(found.stdout.split())
