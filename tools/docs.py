@@ -217,12 +217,69 @@ def saga_pages() -> dict[str, str]:
     return {f"sagas/{saga.name}.md": saga_page(saga) for saga in SAGAS}
 
 
+# --- who may do what -------------------------------------------------------------------
+
+
+def access_page() -> str:
+    """The broker users and database roles, with what each may do (contracts.access,
+    tools.database): the README's Security section links here."""
+    from contracts.access import broker_users
+    from tools.database import DATABASES, DatabaseRoles
+
+    def cell(text: str) -> str:
+        return "`" + text.replace("|", "\\|") + "`"
+
+    lines = [
+        "# Who may do what",
+        "",
+        "Generated from the saga declarations by `make docs` (contracts/access.py, "
+        "tools/database.py); `make up` loads exactly this, `make dev` applies it, the tests "
+        "make it in a vhost of their own. Regular expressions, as RabbitMQ applies them: "
+        "*configure / write / read* on exchange and queue names, *topic write / read* on "
+        "routing keys of `saga.events`.",
+        "",
+        "## RabbitMQ users",
+        "",
+        "| user | tags | configure | write | read | topic write | topic read |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for user in broker_users():
+        lines.append(
+            f"| {user.role} | {', '.join(user.tags) or '-'} | {cell(user.configure)} | "
+            f"{cell(user.write)} | {cell(user.read)} | {cell(user.topic_write)} | "
+            f"{cell(user.topic_read)} |"
+        )
+    lines += [
+        "",
+        "There is no `guest`. Every event a service publishes carries its user as the AMQP "
+        "`user_id` (RabbitMQ refuses one that is not the connection's user); every consumer "
+        "dead-letters an event whose `user_id` is not its declared producer (or `operator`) "
+        "with the reason `unexpected producer <user> for <type>`.",
+        "",
+        "## PostgreSQL roles",
+        "",
+        "| service | database | owner (runs the migrations) "
+        "| runtime role (reads and writes rows) |",
+        "|---|---|---|---|",
+    ]
+    for service in DATABASES:
+        roles = DatabaseRoles.of(service)
+        lines.append(f"| {service} | {roles.database} | {roles.owner} | {roles.app} |")
+    lines += [
+        "",
+        "Neither role is a superuser or may create databases or roles; PUBLIC may not "
+        "connect to any service's database, so a service's roles reach only their own.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 # --- the command ------------------------------------------------------------------------
 
 
 def documents() -> dict[str, str]:
     """Every generated document, by path under docs/."""
-    return {**asyncapi_documents(), **saga_pages()}
+    return {**asyncapi_documents(), **saga_pages(), "access.md": access_page()}
 
 
 def main(argv: list[str] | None = None) -> int:
