@@ -299,6 +299,11 @@ FARE = Saga(
                     runs="RefundFare",
                     doc="refund or void a cancelled fare's charge and charge nothing later",
                 ),
+                Reaction(
+                    "fare_succeeded",
+                    on=(FareProcessingSucceeded,),
+                    doc="remember the fare succeeded: nothing refunds its charge after that",
+                ),
             ),
         ),
         Participant(
@@ -319,6 +324,11 @@ FARE = Saga(
                     on=(FareCancelled,),
                     emits=(CustomerAccountCreditReversed,),
                     doc="reverse a cancelled fare's credit and credit nothing later",
+                ),
+                Reaction(
+                    "fare_succeeded",
+                    on=(FareProcessingSucceeded,),
+                    doc="remember the fare succeeded: nothing reverses its credit after that",
                 ),
             ),
         ),

@@ -314,6 +314,11 @@ ORDER = Saga(
                     runs="ProcessRefund",
                     doc="refund a cancelled saga's Debit and apply no later one",
                 ),
+                Reaction(
+                    "order_succeeded",
+                    on=(OrderSucceeded,),
+                    doc="remember the saga succeeded: nothing refunds its Debit after that",
+                ),
             ),
         ),
         Participant(
@@ -347,6 +352,11 @@ ORDER = Saga(
                     emits=(InventoryReleased,),
                     runs="ReleaseInventory",
                     doc="release a cancelled saga's Reserve and reserve nothing later",
+                ),
+                Reaction(
+                    "order_succeeded",
+                    on=(OrderSucceeded,),
+                    doc="remember the saga succeeded: nothing releases its Reserve after that",
                 ),
             ),
         ),

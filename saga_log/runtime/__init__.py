@@ -13,6 +13,7 @@ from saga_log.runtime.cancellation import (
     mark_cancelled,
     split_cancelled,
 )
+from saga_log.runtime.conclusion import add_succeeded_table, mark_succeeded, succeeded
 from saga_log.runtime.database import async_url, create_engine, ensure_database
 from saga_log.runtime.deadlines import (
     DEADLINE_EXCEEDED,
@@ -28,6 +29,7 @@ from saga_log.runtime.migrations import (
     create_cancellation_table_v1,
     create_cancellation_table_v2,
     create_runtime_tables_v1,
+    create_succeeded_table_v1,
     downgrade_cancellation_table_v2_to_v1,
     drop_runtime_tables_v1,
     run_env,
@@ -83,12 +85,14 @@ __all__ = [
     "Untrusted",
     "add_cancellation_table",
     "add_runtime_tables",
+    "add_succeeded_table",
     "async_url",
     "cancelled_among",
     "create_cancellation_table_v1",
     "create_cancellation_table_v2",
     "create_engine",
     "create_runtime_tables_v1",
+    "create_succeeded_table_v1",
     "deadline_watch",
     "declare_topology",
     "downgrade_cancellation_table_v2_to_v1",
@@ -96,6 +100,7 @@ __all__ = [
     "ensure_database",
     "logs",
     "mark_cancelled",
+    "mark_succeeded",
     "metrics",
     "one_by_one",
     "one_per_saga",
@@ -103,6 +108,7 @@ __all__ = [
     "run_env",
     "split_cancelled",
     "subscribe",
+    "succeeded",
     "upgrade",
     "upgrade_cancellation_table_v1_to_v2",
 ]

@@ -168,3 +168,17 @@ __all__: list[Any] = [
     "upgrade",
     "upgrade_cancellation_table_v1_to_v2",
 ]
+
+
+def create_succeeded_table_v1() -> None:
+    """`succeeded_sagas` (saga_log.runtime.conclusion): the sagas a participant knows
+    succeeded, which no compensation undoes."""
+    op.create_table(
+        "succeeded_sagas",
+        sa.Column("saga_type", sa.String(64), nullable=False),
+        sa.Column("saga_id", sa.String(64), nullable=False),
+        sa.Column(
+            "succeeded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("saga_type", "saga_id"),
+    )

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 
-from contracts import FARE, FareCancelled, FareCharged, Faults
+from contracts import FARE, FareCancelled, FareCharged, FareProcessingSucceeded, Faults
 from saga_log.runtime import (
     Batch,
     Received,
     UnitOfWork,
     mark_cancelled,
+    mark_succeeded,
     one_by_one,
     split_cancelled,
+    succeeded,
 )
 from services.accounting import domain, store
-from services.accounting.tables import cancelled_sagas
+from services.accounting.tables import cancelled_sagas, succeeded_sagas
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ async def cancel_credit(uow: UnitOfWork, batch: Batch[FareCancelled]) -> None:
 async def _cancel_credit(uow: UnitOfWork, received: Received[FareCancelled]) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=FARE.name, undoing="credit"):
+        return
     await mark_cancelled(
         uow, cancelled_sagas, saga_type=FARE.name, saga_id=event.fareId, reason=event.reason
     )
@@ -62,3 +66,9 @@ async def _cancel_credit(uow: UnitOfWork, received: Received[FareCancelled]) -> 
                 causation_id=received.message_id,
             )
         )
+
+
+async def fare_succeeded(uow: UnitOfWork, batch: Batch[FareProcessingSucceeded]) -> None:
+    """The fare saga succeeded: nothing reverses its credit after this."""
+    ids = [received.saga_id for received in batch]
+    await mark_succeeded(uow, succeeded_sagas, saga_type=FARE.name, saga_ids=ids)

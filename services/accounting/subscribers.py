@@ -15,4 +15,5 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
             partial(handlers.credit_account, faults=faults),
         ),
         Subscription(consumer("accounting", "cancel_credit"), handlers.cancel_credit),
+        Subscription(consumer("accounting", "fare_succeeded"), handlers.fare_succeeded),
     ]

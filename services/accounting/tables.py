@@ -4,7 +4,7 @@ sagas, and the runtime's outbox and inbox."""
 from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, func
 from sqlalchemy.dialects.postgresql import UUID
 
-from saga_log.runtime import add_cancellation_table, add_runtime_tables
+from saga_log.runtime import add_cancellation_table, add_runtime_tables, add_succeeded_table
 
 metadata = MetaData()
 
@@ -23,5 +23,6 @@ account_credits = Table(
 )
 
 cancelled_sagas = add_cancellation_table(metadata)
+succeeded_sagas = add_succeeded_table(metadata)
 
 outbox, inbox = add_runtime_tables(metadata)

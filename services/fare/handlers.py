@@ -64,6 +64,13 @@ async def fail_fare(uow: UnitOfWork, batch: Batch[FareChargeFailed | FareRefunde
 
 async def _fail_fare(uow: UnitOfWork, received: Received[FareChargeFailed | FareRefunded]) -> None:
     event = received.message
+    await uow.lock_saga(received.saga_id)
+    if await store.saga_outcome(uow, event.fareId) == SagaOutcome.SUCCEEDED:
+        log.warning(
+            "compensation for a fare that succeeded: its status stays",
+            extra={"fare_id": event.fareId, "message_id": received.message_id},
+        )
+        return
     error = event.error if isinstance(event, FareChargeFailed) else event.cause
     fare = await store.set_status(uow, event.fareId, FareStatus.FAILED)
     if fare is None:

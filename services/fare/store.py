@@ -112,3 +112,11 @@ async def overdue_sagas(
         .with_for_update(skip_locked=True)
     )
     return [Overdue(row.fare_id, row.started_at, row.updated_at) for row in rows]
+
+
+async def saga_outcome(uow: UnitOfWork, saga_id: str) -> str | None:
+    """How this service's view holds the saga: running, succeeded, failed (None: unknown)."""
+    outcome = await uow.connection.scalar(
+        select(fare_sagas.c.outcome).where(fare_sagas.c.fare_id == saga_id)
+    )
+    return None if outcome is None else str(outcome)

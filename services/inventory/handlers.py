@@ -18,6 +18,7 @@ from contracts import (
     Faults,
     InventoryReserveFailed,
     OrderCancelled,
+    OrderSucceeded,
     PaymentDebited,
 )
 from saga_log.runtime import (
@@ -25,11 +26,13 @@ from saga_log.runtime import (
     Received,
     UnitOfWork,
     mark_cancelled,
+    mark_succeeded,
     one_by_one,
     split_cancelled,
+    succeeded,
 )
 from services.inventory import domain, store
-from services.inventory.tables import cancelled_sagas
+from services.inventory.tables import cancelled_sagas, succeeded_sagas
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ async def _release_reserve(
     uow: UnitOfWork, received: Received[InventoryReserveFailed], *, faults: Faults
 ) -> None:
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=ORDER.name, undoing="Reserve"):
+        return
     _, outcome = await _release(uow, received, received.message.error, faults)
     uow.publish(outcome)
 
@@ -85,6 +90,8 @@ async def cancel_reservation(uow: UnitOfWork, batch: Batch[OrderCancelled]) -> N
 async def _cancel_reservation(uow: UnitOfWork, received: Received[OrderCancelled]) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=ORDER.name, undoing="Reserve"):
+        return
     await mark_cancelled(
         uow, cancelled_sagas, saga_type=ORDER.name, saga_id=event.order_id, reason=event.reason
     )
@@ -92,6 +99,12 @@ async def _cancel_reservation(uow: UnitOfWork, received: Received[OrderCancelled
     released, outcome = await _release(uow, received, cause, domain.NO_FAULTS)
     if released is not None:
         uow.publish(outcome)
+
+
+async def order_succeeded(uow: UnitOfWork, batch: Batch[OrderSucceeded]) -> None:
+    """The order saga succeeded: nothing releases its Reserve after this."""
+    ids = [received.saga_id for received in batch]
+    await mark_succeeded(uow, succeeded_sagas, saga_type=ORDER.name, saga_ids=ids)
 
 
 async def _release(

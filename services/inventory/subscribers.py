@@ -19,4 +19,5 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
             partial(handlers.release_inventory, faults=faults),
         ),
         Subscription(consumer("inventory", "cancel_reservation"), handlers.cancel_reservation),
+        Subscription(consumer("inventory", "order_succeeded"), handlers.order_succeeded),
     ]

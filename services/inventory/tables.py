@@ -3,7 +3,7 @@
 from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from saga_log.runtime import add_cancellation_table, add_runtime_tables
+from saga_log.runtime import add_cancellation_table, add_runtime_tables, add_succeeded_table
 
 metadata = MetaData()
 
@@ -19,5 +19,6 @@ inventory = Table(
 )
 
 cancelled_sagas = add_cancellation_table(metadata)
+succeeded_sagas = add_succeeded_table(metadata)
 
 outbox, inbox = add_runtime_tables(metadata)

@@ -85,6 +85,13 @@ async def _update_order_status(
     uow: UnitOfWork, received: Received[OrderCreateFailed | PaymentRefunded], *, faults: Faults
 ) -> None:
     event, message_id = received.message, received.message_id
+    await uow.lock_saga(received.saga_id)
+    if await store.saga_outcome(uow, event.order_id) == SagaOutcome.SUCCEEDED:
+        log.warning(
+            "compensation for a saga that succeeded: the order stays as it is",
+            extra={"order_id": event.order_id, "message_id": message_id},
+        )
+        return
     cause = event.error if isinstance(event, OrderCreateFailed) else event.cause
     if isinstance(event, PaymentRefunded):
         await _record(uow, [event])

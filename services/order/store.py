@@ -165,3 +165,11 @@ def _record_statement(column: str) -> TextClause:
         WHERE order_sagas.order_id = t.order_id
         """
     ).bindparams(_IDS, bindparam("transactions", type_=ARRAY(TEXT)), bindparam("name", type_=TEXT))
+
+
+async def saga_outcome(uow: UnitOfWork, saga_id: str) -> str | None:
+    """How this service's view holds the saga: running, succeeded, failed (None: unknown)."""
+    outcome = await uow.connection.scalar(
+        select(order_sagas.c.outcome).where(order_sagas.c.order_id == saga_id)
+    )
+    return None if outcome is None else str(outcome)

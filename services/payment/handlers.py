@@ -19,12 +19,14 @@ from contracts import (
     CustomerAccountCreditFailed,
     Event,
     FareCancelled,
+    FareProcessingSucceeded,
     FareRegistered,
     Faults,
     FieldCipher,
     InventoryReleased,
     OrderCancelled,
     OrderCreated,
+    OrderSucceeded,
     PaymentDebitFailed,
 )
 from saga_log.runtime import (
@@ -32,11 +34,13 @@ from saga_log.runtime import (
     Received,
     UnitOfWork,
     mark_cancelled,
+    mark_succeeded,
     one_by_one,
     split_cancelled,
+    succeeded,
 )
 from services.payment import domain, fares, store
-from services.payment.tables import cancelled_sagas
+from services.payment.tables import cancelled_sagas, succeeded_sagas
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ async def _refund_payment(
 ) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=ORDER.name, undoing="Debit"):
+        return
     cause = event.error if isinstance(event, PaymentDebitFailed) else event.cause
     _, outcome = await _refund(uow, received, cause, faults)
     uow.publish(outcome)
@@ -92,6 +98,8 @@ async def cancel_payment(uow: UnitOfWork, batch: Batch[OrderCancelled]) -> None:
 async def _cancel_payment(uow: UnitOfWork, received: Received[OrderCancelled]) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=ORDER.name, undoing="Debit"):
+        return
     await mark_cancelled(
         uow, cancelled_sagas, saga_type=ORDER.name, saga_id=event.order_id, reason=event.reason
     )
@@ -99,6 +107,18 @@ async def _cancel_payment(uow: UnitOfWork, received: Received[OrderCancelled]) -
     credit, outcome = await _refund(uow, received, cause, domain.NO_FAULTS)
     if credit is not None:
         uow.publish(outcome)
+
+
+async def order_succeeded(uow: UnitOfWork, batch: Batch[OrderSucceeded]) -> None:
+    """The order saga succeeded: nothing refunds its Debit after this."""
+    ids = [received.saga_id for received in batch]
+    await mark_succeeded(uow, succeeded_sagas, saga_type=ORDER.name, saga_ids=ids)
+
+
+async def fare_succeeded(uow: UnitOfWork, batch: Batch[FareProcessingSucceeded]) -> None:
+    """The fare saga succeeded: nothing refunds its charge after this."""
+    ids = [received.saga_id for received in batch]
+    await mark_succeeded(uow, succeeded_sagas, saga_type=FARE.name, saga_ids=ids)
 
 
 async def _refund(
@@ -168,6 +188,8 @@ async def _refund_fare(
 ) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=FARE.name, undoing="charge"):
+        return
     _, outcome = await _refund_charge(uow, received, event.customerId, event.error, faults)
     uow.publish(outcome)
 
@@ -181,6 +203,8 @@ async def cancel_fare_charge(uow: UnitOfWork, batch: Batch[FareCancelled]) -> No
 async def _cancel_fare_charge(uow: UnitOfWork, received: Received[FareCancelled]) -> None:
     event = received.message
     await uow.lock_saga(received.saga_id)
+    if await succeeded(uow, succeeded_sagas, received, saga_type=FARE.name, undoing="charge"):
+        return
     await mark_cancelled(
         uow, cancelled_sagas, saga_type=FARE.name, saga_id=event.fareId, reason=event.reason
     )

@@ -26,4 +26,6 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
             consumer("payment", "refund_fare"), partial(handlers.refund_fare, faults=faults)
         ),
         Subscription(consumer("payment", "cancel_fare_charge"), handlers.cancel_fare_charge),
+        Subscription(consumer("payment", "order_succeeded"), handlers.order_succeeded),
+        Subscription(consumer("payment", "fare_succeeded"), handlers.fare_succeeded),
     ]

@@ -4,7 +4,7 @@ charges (`fare_charges`), the cancelled sagas, outbox and inbox."""
 from sqlalchemy import Column, DateTime, Index, MetaData, Numeric, String, Table, func
 from sqlalchemy.dialects.postgresql import UUID
 
-from saga_log.runtime import add_cancellation_table, add_runtime_tables
+from saga_log.runtime import add_cancellation_table, add_runtime_tables, add_succeeded_table
 
 metadata = MetaData()
 
@@ -36,5 +36,6 @@ fare_charges = Table(
 )
 
 cancelled_sagas = add_cancellation_table(metadata)
+succeeded_sagas = add_succeeded_table(metadata)
 
 outbox, inbox = add_runtime_tables(metadata)

@@ -534,3 +534,88 @@ async def test_hostile_clients_and_rogue_services_change_nothing_and_end_in_a_de
     assert "unexpected producer" in shown.stdout and "not JSON we read" in shown.stdout
     inspected = cli(stack, "inspect", "deep-0")
     assert inspected.returncode == 0 and "not JSON we read" in inspected.stdout, inspected.stderr
+
+
+async def test_a_compensation_replayed_for_a_succeeded_saga_undoes_nothing(stack: Stack) -> None:
+    """Operators are trusted with any message (redrive, replay), and code has bugs: what
+    one sends to a compensation of a saga that succeeded must still undo nothing. Each
+    service's own view of the saga decides (the order's and fare's sagas, the others'
+    succeeded_sagas)."""
+    async with SagaWatcher(stack.amqp_url) as watcher:
+        order_id, fare_id = fresh_order_id("ok"), fresh_fare_id()
+        await watcher.place(sample_order("ok", order_id=order_id))
+        await watcher.start(FARE, sample_fare("ok", fare_id=fare_id))
+        assert (await watcher.wait(order_id, timeout=60))[-1]["type"] == "OrderSucceeded"
+        assert (await watcher.wait(fare_id, timeout=60))[-1]["type"] == "FareProcessingSucceeded"
+
+        async def known_succeeded() -> bool:
+            rows = [
+                await fetch(
+                    stack.database_urls[service],
+                    "SELECT saga_id FROM succeeded_sagas WHERE saga_id = ANY($1)",
+                    [order_id, fare_id],
+                )
+                for service in ("payment", "inventory", "accounting")
+            ]
+            return [len(found) for found in rows] == [2, 1, 1]
+
+        await eventually(known_succeeded, timeout=30)
+        before = await snapshot(stack)
+        # Straight into each compensation's (and cancellation's) work queue, as the
+        # operator, through the service's holding exchange.
+        replays = {
+            "payment.refund_payment": specimen("InventoryReleased", order_id),
+            "payment.cancel_payment": specimen("OrderCancelled", order_id),
+            "inventory.release_inventory": specimen("InventoryReserveFailed", order_id),
+            "inventory.cancel_reservation": specimen("OrderCancelled", order_id),
+            "order.update_order_status": specimen("PaymentRefunded", order_id),
+            "payment.refund_fare": specimen("CustomerAccountCreditFailed", fare_id),
+            "payment.cancel_fare_charge": specimen("FareCancelled", fare_id),
+            "accounting.cancel_credit": specimen("FareCancelled", fare_id),
+            "fare.fail_fare": specimen("FareRefunded", fare_id),
+        }
+
+        def counts(field: str) -> dict[str, int]:
+            found = {}
+            for queue in replays:
+                health = stack.health(queue.split(".", 1)[0]) or {}
+                found[queue] = health.get("consumers", {}).get(queue, {}).get(field, -1)
+            return found
+
+        handled_before, dead_before = counts("handled"), counts("dead_lettered")
+        for queue, body in replays.items():
+            said = await publish_amqp(
+                stack,
+                "operator",
+                json.dumps(body).encode(),
+                queue,
+                exchange=f"{queue.split('.', 1)[0]}.holding",
+                user_id=f"{stack.broker.prefix}operator",
+                message_id=body["message_id"],
+                type=body["type"],
+            )
+            assert said is None, (queue, said)
+
+        async def all_handled() -> dict[str, int]:
+            now = counts("handled")
+            return now if all(now[q] > handled_before[q] for q in replays) else {}
+
+        await eventually(all_handled, timeout=30)
+        assert counts("dead_lettered") == dead_before  # accepted, handled: undone nothing
+        replayed = {body["message_id"] for body in replays.values()}
+        answers = [
+            e
+            for saga_id in (order_id, fare_id)
+            for e in watcher.events(saga_id)
+            if e.get("message_id") not in replayed
+            and e["type"] not in ("OrderSucceeded",)
+            and e.get("causation_id") in replayed
+        ]
+    assert answers == []
+    after = await snapshot(stack)
+    changed = [
+        (table, row)
+        for table, row in changed_rows(before, after)
+        if not table.endswith(":inbox")  # the replays were received, once each
+    ]
+    assert changed == [], "\n".join(map(repr, changed))
