@@ -410,6 +410,17 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def operator_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator tools (`python -m saga_log ...`), as the operator user."""
+    return subprocess.run(
+        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.operator_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
 def make_stack(
     broker: Broker, pg_server_url: str, *, faults: str = "seed", **extra_env: str
 ) -> Stack:

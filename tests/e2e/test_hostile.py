@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -33,7 +31,7 @@ from contracts.samples import fresh_fare_id, fresh_order_id, sample_fare, sample
 from contracts.topology import CONSUMERS, HISTORY, NOTIFICATION_QUEUES, published_by
 from saga_log.ops.client import SagaWatcher
 from saga_log.ops.operator import DEAD, list_held
-from tests.support import ROOT, Stack, eventually, fetch, management_publish
+from tests.support import Stack, eventually, fetch, management_publish, operator_cli
 from tools.broker import Management
 
 STARTING = {saga.starts_with.type_name() for saga in SAGAS}
@@ -190,17 +188,6 @@ def queues(stack: Stack, management_url: str) -> list[dict[str, Any]]:
     vhost = quote(stack.broker.vhost, safe="")
     found: list[dict[str, Any]] = admin.call("GET", f"/api/queues/{vhost}")
     return found
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """The operator tools, as the operator user."""
-    return subprocess.run(
-        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.operator_url],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
 
 
 def metrics(stack: Stack, name: str) -> str:
@@ -529,10 +516,10 @@ async def test_hostile_clients_and_rogue_services_change_nothing_and_end_in_a_de
                 assert kind in known, line
 
     # The operator tools read every dead letter without falling over.
-    shown = cli(stack, "dead-letters")
+    shown = operator_cli(stack, "dead-letters")
     assert shown.returncode == 0, shown.stderr
     assert "unexpected producer" in shown.stdout and "not JSON we read" in shown.stdout
-    inspected = cli(stack, "inspect", "deep-0")
+    inspected = operator_cli(stack, "inspect", "deep-0")
     assert inspected.returncode == 0 and "not JSON we read" in inspected.stdout, inspected.stderr
 
 

@@ -4,8 +4,6 @@ fixed, dead letters listed, replayed and discarded, bad input rejected with a re
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -13,17 +11,7 @@ import httpx
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import SagaWatcher
 from saga_log.ops.operator import DEAD, PARKED, list_held
-from tests.support import ROOT, Stack, eventually, fetch, publish_as
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "saga_log", *args, "--amqp-url", stack.operator_url],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+from tests.support import Stack, eventually, fetch, operator_cli, publish_as
 
 
 async def order_state(stack: Stack, order_id: str) -> dict:
@@ -52,7 +40,7 @@ async def test_failed_compensations_are_parked_then_redriven_once_fixed(stack: S
     assert parked[ids["22"]].work_queue == "payment.refund_payment"
     assert "ErrProcessRefund" in parked[ids["22"]].reason
     assert parked[ids["33"]].work_queue == "inventory.release_inventory"
-    listing = cli(stack, "parked")
+    listing = operator_cli(stack, "parked")
     assert ids["22"] in listing.stdout and ids["33"] in listing.stdout
 
     # The cause is fixed: the services come back without the demo faults.
@@ -61,7 +49,7 @@ async def test_failed_compensations_are_parked_then_redriven_once_fixed(stack: S
         stack.stop(service)
         stack.start(service)
     for order_id in ids.values():
-        redriven = cli(stack, "redrive", "--order-id", order_id)
+        redriven = operator_cli(stack, "redrive", "--order-id", order_id)
         assert redriven.returncode == 0, redriven.stderr
         assert "1 message(s) redriven" in redriven.stdout
 
@@ -123,13 +111,13 @@ async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: S
     # Both consumers bound to order.created refused it: the payment service and the history.
     assert {m.queue for m in garbage} == {"payment.debit_payment.dlq", "saga_log.record.dlq"}
     assert all("not UTF-8" in m.reason for m in garbage)
-    shown = cli(stack, "dead-letters")
+    shown = operator_cli(stack, "dead-letters")
     assert "garbage-1" in shown.stdout and "not UTF-8" in shown.stdout
-    inspected = cli(stack, "inspect", "garbage-1")
+    inspected = operator_cli(stack, "inspect", "garbage-1")
     assert inspected.returncode == 0 and '"queue": "payment.debit_payment.dlq"' in inspected.stdout
 
     before = stack.health("payment")["consumers"]["payment.debit_payment"]["duplicates"]  # type: ignore[index]
-    replayed = cli(stack, "replay", "--message-id", created["message_id"])
+    replayed = operator_cli(stack, "replay", "--message-id", created["message_id"])
     assert replayed.returncode == 0, replayed.stderr
 
     async def absorbed() -> bool:
@@ -145,7 +133,7 @@ async def test_dead_letters_are_listed_inspected_replayed_and_discarded(stack: S
     )
     assert [row["payment_type"] for row in debits] == ["Debit"]
 
-    discarded = cli(stack, "discard", "--message-id", "garbage-1")
+    discarded = operator_cli(stack, "discard", "--message-id", "garbage-1")
     assert discarded.returncode == 0 and "2 message(s) discarded" in discarded.stdout
     assert "garbage-1" not in {m.message_id for m in await list_held(stack.operator_url, DEAD)}
 
@@ -223,7 +211,7 @@ async def test_a_compensation_that_keeps_failing_is_retried_then_reported_then_r
     # The outage is over: the refund is redriven and the saga finishes its compensations.
     stack.stop("payment")
     stack.start("payment")
-    assert cli(stack, "redrive", "--order-id", order_id).returncode == 0
+    assert operator_cli(stack, "redrive", "--order-id", order_id).returncode == 0
 
     async def refunded() -> dict:
         state = await order_state(stack, order_id)
