@@ -15,9 +15,13 @@ write, read: regular expressions on exchange and queue names) and its topic perm
 - an operator reads the parking and dead-letter queues and sends messages back through
   the services' holding exchanges (redrive, replay); nobody else may publish into them.
 
-The broker enforces these (a publish of another routing key, or with a `user_id` that is
-not the connection's user, is refused); consumers check `user_id` against the declared
-producer (`saga_log.runtime`).
+The broker refuses a publish to `saga.events` under another routing key, and any publish
+whose `user_id` is not the connection's user. It cannot stop a user from routing other
+keys in indirectly (a queue of its own that dead-letters into `saga.events`, an
+exchange-to-exchange binding), so these permissions are the first gate, not the
+guarantee: every consumer checks `user_id` against the declared producer
+(`saga_log.runtime.trust`), and a message so routed keeps its sender's `user_id`. A policy
+(tools.broker) bounds the clients' watch queues, so that none can fill the broker.
 """
 
 from __future__ import annotations

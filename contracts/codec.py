@@ -9,6 +9,7 @@ fit raises `InvalidMessage` with a reason a person can read.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -50,10 +51,10 @@ def decode(model: type[M], body: bytes) -> M:
         raise InvalidMessage(f"body is not JSON we read: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
-    nul = _nul_at(data, "")
-    if nul is not None:
-        # PostgreSQL text cannot hold one: refused here, not retried against the database.
-        raise InvalidMessage(f"NUL character in {nul or 'a key'}", [nul] if nul else [])
+    unreadable = _unreadable(data)
+    if unreadable is not None:
+        # Refused here, not retried against the database or a recursive reader.
+        raise unreadable
     named = data.get("type")
     expected = getattr(model, "type_name", None)
     if isinstance(named, str) and expected is not None and named != expected():
@@ -72,22 +73,37 @@ def decode(model: type[M], body: bytes) -> M:
         raise InvalidMessage(_describe(exc), list(dict.fromkeys(where))) from None
 
 
-def _nul_at(value: Any, path: str) -> str | None:
-    """The dotted path of the first string (or key) holding a NUL character, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return path
-            found = _nul_at(item, f"{path}.{key}" if path else str(key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_at(item, f"{path}.{index}" if path else str(index))
-            if found is not None:
-                return found
+#: Deeper than any message of ours goes, and shallow enough for every recursive reader
+#: after this one (validation, masking, the history's JSONB).
+MAX_DEPTH = 32
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unreadable(data: Any) -> InvalidMessage | None:
+    """Why `data` (parsed JSON) must be refused before anything reads it further: nested
+    deeper than MAX_DEPTH, or a string (or key) PostgreSQL text cannot hold (a NUL, a lone
+    surrogate). Iterative, so that no depth can make it recurse."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return InvalidMessage(f"nested deeper than {MAX_DEPTH} levels at {path}", [path])
+        if isinstance(value, str):
+            found = _UNSTORABLE.search(value)
+            if found:
+                what = "NUL character" if found.group() == "\x00" else "lone surrogate"
+                return InvalidMessage(f"{what} in {path or 'a key'}", [path] if path else [])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _UNSTORABLE.search(key):
+                    return InvalidMessage(
+                        f"NUL character or lone surrogate in a key of {path or 'the body'}",
+                        [path] if path else [],
+                    )
+                stack.append((item, f"{path}.{key}" if path else str(key), depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                stack.append((item, f"{path}.{index}" if path else str(index), depth + 1))
     return None
 
 

@@ -48,15 +48,18 @@ class SagaMessage(BaseModel):
         envelope = {
             key: data.get(key) for key in ("message_id", "causation_id", "producer", "occurred_at")
         }
-        if kind is None:
-            for saga in SAGAS:
+        starting = {saga.starts_with.type_name(): saga for saga in SAGAS}
+        if kind is None or kind in starting:
+            # A saga-starting command has no envelope: whatever a client wrote where an
+            # envelope would be is not trusted (a chosen message_id could shadow a real
+            # event's); it is keyed, as its service keys it, by its type and saga id.
+            for saga in SAGAS if kind is None else (starting[kind],):
                 if saga.id_field in data:
                     return {
-                        **envelope,
                         "type": saga.starts_with.type_name(),
                         "saga_type": saga.name,
                         "saga_id": data[saga.id_field],
-                        "producer": data.get("producer") or "client",
+                        "producer": "client",
                         "payload": _plain(mask(data, SECRET_FIELDS)),
                     }
             fields = ", ".join(saga.id_field for saga in SAGAS)

@@ -63,7 +63,10 @@ def masked_body(body: bytes, secrets: frozenset[str]) -> bytes:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return _masked_text(body, secrets)
-    masked = mask(data, secrets)
+    try:
+        masked = mask(data, secrets)
+    except RecursionError:  # nested deeper than Python recurses: mask it as text
+        return _masked_text(body, secrets)
     return body if masked == data else json.dumps(masked).encode()
 
 

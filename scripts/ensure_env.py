@@ -12,6 +12,7 @@ An existing value is kept: rotating is a deliberate act (README, Security)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -48,8 +49,11 @@ def main() -> int:
     if not missing:
         return 0
     lines += [f"{key}={value}" for key, value in missing.items()]
-    ENV.write_text("\n".join(lines) + "\n")
-    ENV.chmod(0o600)
+    # Made unreadable to others before a secret is written into it, not after.
+    descriptor = os.open(ENV, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as env_file:
+        env_file.write("\n".join(lines) + "\n")
     print(f"wrote {len(missing)} new secret(s) to {ENV}: {', '.join(missing)}")
     return 0
 

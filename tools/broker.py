@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import sys
 import urllib.error
@@ -29,7 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from contracts import CONSUMERS, EXCHANGE
-from contracts.access import BrokerUser, broker_users, services
+from contracts.access import WATCH_QUEUE_PREFIX, BrokerUser, broker_users, services
 from contracts.topology import holding_exchange, notification_queues, queues_of
 from saga_log.ops.env import local_env
 
@@ -73,6 +74,18 @@ def topology(vhost: str) -> dict[str, Any]:
                 "arguments": s.arguments,
             }
             for s in specs
+        ],
+        # A client may declare queues to watch events through (contracts.access); none of
+        # them can outlive an idle hour or grow without bound and fill the broker.
+        "policies": [
+            {
+                "vhost": vhost,
+                "name": "watch-queues",
+                "pattern": f"^{re.escape(WATCH_QUEUE_PREFIX)}",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {"expires": 3_600_000, "max-length": 100_000},
+            }
         ],
         "bindings": [
             {

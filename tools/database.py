@@ -239,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(provision_all())
     except OSError as exc:
-        print(f"cannot reach PostgreSQL at {args.server}: {exc}", file=sys.stderr)
+        parts = urlsplit(args.server)
+        shown = (
+            urlunsplit(parts._replace(netloc=parts.hostname or ""))
+            if parts.password
+            else args.server
+        )
+        print(f"cannot reach PostgreSQL at {shown}: {exc}", file=sys.stderr)
         return 2
     print(f"databases and roles ready for {', '.join(DATABASES)}")
     return 0

@@ -3,8 +3,9 @@ batch in a few statements."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -119,10 +120,33 @@ def _state_row(saga_type: str, saga_id: str, events: list[dict[str, Any]]) -> di
     )
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _jsonable_headers(headers: Any) -> dict[str, Any]:
-    # AMQP headers may hold bytes and datetimes; the history keeps what JSON can say.
-    result: dict[str, Any] = json.loads(json.dumps(dict(headers), default=str))
+    """The headers as the history keeps them: what JSONB can hold, bounded. A client
+    writes headers too: nested tables, bytes, NULs and lone surrogates must not make the
+    history fail (and retry) on every message that carries them."""
+    result: dict[str, Any] = {}
+    for key, value in list(dict(headers or {}).items())[:50]:
+        result[_storable(str(key))[:128]] = _header_value(value)
     return result
+
+
+def _header_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    elif isinstance(value, datetime):
+        value = value.isoformat()
+    elif not isinstance(value, str):
+        return f"<{type(value).__name__}>"  # a nested table or array: not kept
+    return _storable(value)[:2000]
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 __all__ = ["record_event"]

@@ -29,7 +29,14 @@ from contracts import CompensationFailed, InvalidMessage, decode
 from saga_log.runtime import metrics
 from saga_log.runtime.batching import GroupCommit, Outcome, Pending
 from saga_log.runtime.fault_plan import FaultPlan
-from saga_log.runtime.holding import ROUTING_KEY_HEADER, Holding, Protection, Stats, fields
+from saga_log.runtime.holding import (
+    REDRIVEN_FROM_HEADER,
+    ROUTING_KEY_HEADER,
+    Holding,
+    Protection,
+    Stats,
+    fields,
+)
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Delivery, Received, Subscription
 from saga_log.runtime.trust import Trust
@@ -283,10 +290,11 @@ def claim_key(message_id: str, raw: AbstractIncomingMessage, trust: Trust) -> st
     """The inbox key of a delivery: its message id, except for a message an operator
     redrove from a parking queue, which must run again (its first run may have been
     recorded, as a failed compensation is); each redrive is a run of its own. Only an
-    operator's redrive marks count."""
+    operator's redrive marks count: on the operator's copy, or on this runtime's retry of
+    it (the runtime drops such marks from anyone else's message when it copies one)."""
     headers = raw.headers or {}
-    source = str(headers.get("saga-redriven-from", ""))
-    if source.endswith(".parked") and trust.from_operator(raw):
+    source = str(headers.get(REDRIVEN_FROM_HEADER, ""))
+    if source.endswith(".parked") and (trust.from_operator(raw) or trust.from_runtime(raw)):
         at = headers.get("saga-redriven-at", "")
         return f"{message_id}|redriven:{at.decode() if isinstance(at, bytes) else at}"
     return message_id

@@ -53,6 +53,9 @@ from saga_log.runtime.trust import ORIGIN_HEADER, Trust, Untrusted
 log = logging.getLogger(__name__)
 
 ATTEMPT_HEADER = "saga-attempt"
+#: Set by the operator tools when they send a parked message back (saga_log.ops).
+REDRIVEN_FROM_HEADER = "saga-redriven-from"
+REDRIVE_HEADERS = (REDRIVEN_FROM_HEADER, "saga-redriven-at")
 ROUTING_KEY_HEADER = "saga-routing-key"
 #: Retries are counted up to this; any other value in the header counts as a first attempt.
 MAX_ATTEMPT = 1000
@@ -281,9 +284,13 @@ class Holding:
         headers = dict(raw.headers or {})
         if not self.trust.from_runtime(raw):
             # The first copy records the original's routing key and sender; later copies
-            # (a retry of a retry) keep what the first recorded.
+            # (a retry of a retry) keep what the first recorded. Redrive marks survive
+            # only on an operator's message: nobody else may make one run again.
             headers[ROUTING_KEY_HEADER] = raw.routing_key or ""
             headers[ORIGIN_HEADER] = self.trust.sender(raw) or ""
+            if not self.trust.from_operator(raw):
+                for name in REDRIVE_HEADERS:
+                    headers.pop(name, None)
         headers.update(extra_headers)
         confirmation = await self._broker.publish(
             raw.body if body is None else body,

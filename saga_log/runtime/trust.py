@@ -23,7 +23,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import CLIENT, InvalidMessage, MessageParked
 from contracts.access import OPERATOR, services
-from contracts.sagas import producer_of
+from contracts.sagas import SAGAS_BY_NAME, producer_of
 
 ORIGIN_HEADER = "saga-origin-user"
 
@@ -67,16 +67,35 @@ class Trust:
         """Raise `Untrusted` unless `message` comes from its declared producer (or an
         operator)."""
         sender = self.sender(raw)
-        if sender == self.operator:
-            return  # redriven or replayed: operators are trusted with any message
         kind = _type_name(message)
-        if sender not in self._allowed(kind, getattr(message, "producer", None)):
+        allowed = self._allowed(kind, message)
+        if sender == self.operator:
+            # Redriven or replayed. A message a runtime held records who sent it first: an
+            # operator sending back what was dead-lettered for its sender does not make
+            # that sender rightful. (What the operator writes itself is trusted.)
+            headers = raw.headers or {}
+            if self.from_operator(raw) and ORIGIN_HEADER in headers:
+                origin = _text(headers[ORIGIN_HEADER]) or None
+                if origin != self.operator and origin not in allowed:
+                    raise Untrusted(
+                        f"unexpected producer {origin or 'none'} for {kind} "
+                        f"(sent back by {self.operator})"
+                    )
+            return
+        if sender not in allowed:
             raise Untrusted(f"unexpected producer {sender or 'none'} for {kind}")
 
-    def _allowed(self, kind: str, producer: str | None) -> set[str | None]:
+    def _allowed(self, kind: str, message: Any) -> set[str | None]:
+        producer = getattr(message, "producer", None)
         if kind == MessageParked.type_name():
-            # The runtime of any service announces what it parked, as itself.
-            return {f"{self.prefix}{producer}"} if producer in services() else set()
+            # The runtime of a saga's participant announces what it parked of its own
+            # queues, as itself.
+            saga = SAGAS_BY_NAME.get(str(getattr(message, "saga_type", "")))
+            queue = str(getattr(message, "queue", ""))
+            takes_part = saga is not None and producer in {p.name for p in saga.participants}
+            if takes_part and producer in services() and queue.startswith(f"{producer}."):
+                return {f"{self.prefix}{producer}"}
+            return set()
         declared = producer_of(kind)
         if declared is None:
             return set()

@@ -130,6 +130,11 @@ PAYMENT = Trust(own="t-payment", prefix="t-")
         ("t-payment", {}, False),  # ourselves, but no retry of ours
         ("t-payment", {ORIGIN_HEADER: "t-client"}, False),  # a retry of a client's forgery
         ("t-inventory", {ORIGIN_HEADER: "t-order"}, False),  # a header that is not ours
+        # The operator sends back what a runtime held: its first sender still counts.
+        ("t-operator", {ORIGIN_HEADER: "t-order"}, True),
+        ("t-operator", {ORIGIN_HEADER: "t-client"}, False),  # a forgery, replayed
+        ("t-operator", {ORIGIN_HEADER: ""}, False),  # nobody said who, replayed
+        ("t-payment", {ORIGIN_HEADER: "t-operator"}, True),  # our retry of an operator's
     ],
 )
 def test_only_the_declared_producer_moves_a_saga(
@@ -182,3 +187,85 @@ def test_an_event_forged_onto_a_starting_key_is_not_that_command_and_gets_no_ans
     invalid = json.dumps({**sample_order("ok"), "items": []}).encode()
     answer = order.reject(invalid, InvalidMessage("items: too short", ["items"]))
     assert answer is not None and answer.type == "OrderRejected"
+
+
+def parked(producer: str, queue: str, saga_type: str = "order") -> Any:
+    from contracts import MessageParked
+
+    return MessageParked.caused_by(
+        "m",
+        producer=producer,
+        saga_id="4000",
+        saga_type=saga_type,
+        queue=queue,
+        step=None,
+        parked_type="OrderCreated",
+        parked_message_id="m",
+        error="e",
+        attempts=3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("user_id", "message", "accepted"),
+    [
+        ("t-payment", parked("payment", "payment.debit_payment"), True),
+        ("t-accounting", parked("accounting", "accounting.credit_account"), False),  # not a
+        # participant of the order saga
+        ("t-payment", parked("payment", "inventory.reserve_inventory"), False),  # not its queue
+        ("t-inventory", parked("payment", "payment.debit_payment"), False),  # not its name
+    ],
+)
+def test_only_a_participant_announces_what_it_parked_of_its_own_queues(
+    user_id: str, message: Any, accepted: bool
+) -> None:
+    history = Trust(own="t-saga_log", prefix="t-")
+    if accepted:
+        history.check(Raw(user_id), message)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(Untrusted):
+            history.check(Raw(user_id), message)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("user_id", "redriven"),
+    [
+        ("t-operator", True),  # the operator's copy
+        ("t-payment", True),  # our retry of it (the runtime keeps marks only from an operator)
+        ("t-client", False),  # anyone else's marks count for nothing
+    ],
+)
+def test_only_an_operators_redrive_runs_a_message_again(user_id: str, redriven: bool) -> None:
+    from saga_log.runtime.delivery import claim_key
+
+    headers = {"saga-redriven-from": "payment.refund_payment.parked", "saga-redriven-at": "t1"}
+    key = claim_key("m1", Raw(user_id, headers), PAYMENT)  # type: ignore[arg-type]
+    assert key == ("m1|redriven:t1" if redriven else "m1")
+
+
+def test_the_history_trusts_no_envelope_a_client_wrote_on_a_command() -> None:
+    order = sample_order("ok")
+    forged = {**order, "message_id": "a-real-events-id", "producer": "payment"}
+    for body in (forged, {**forged, "type": "PlaceOrder"}):
+        recorded = decode(SagaMessage, json.dumps(body).encode())
+        assert recorded.inbox_key() == f"PlaceOrder:{order['order_id']}"
+        assert (recorded.message_id, recorded.producer) == (None, "client")
+
+
+def test_the_history_keeps_only_headers_jsonb_can_hold() -> None:
+    from saga_log.recorder.handlers import _jsonable_headers
+
+    nested: dict[str, Any] = {}
+    for _ in range(5000):
+        nested = {"x": nested}
+    kept = _jsonable_headers(
+        {"nul": "a\x00b", "surrogate": "\ud800", "raw": b"\xff", "deep": nested, "n": 3}
+    )
+    assert kept == {
+        "nul": "a\ufffdb",
+        "surrogate": "\ufffd",
+        "raw": "\ufffd",
+        "deep": "<dict>",
+        "n": 3,
+    }
+    json.dumps(kept).encode("utf-8")  # storable: no lone surrogate left
