@@ -14,8 +14,7 @@ from contracts import FARE
 from contracts.samples import fresh_fare_id, sample_fare
 from saga_log.ops.client import TERMINAL_TYPES, SagaWatcher
 from saga_log.ops.operator import PARKED, list_held
-from tests.e2e.test_recovery import cli
-from tests.support import Broker, Stack, eventually, fetch, running_stack
+from tests.support import Broker, Stack, eventually, fetch, operator_cli, running_stack
 
 FAST_DEADLINES = {"SAGA_STEP_TIMEOUT": "2", "SAGA_DEADLINE_CHECK_INTERVAL": "0.1"}
 
@@ -61,7 +60,7 @@ async def test_a_failed_refund_is_parked_then_redriven_once_fixed(stack: Stack) 
     # The cause is fixed: the payment service comes back without the demo faults.
     stack.stop("payment")
     stack.start("payment", SAGA_FAULTS="off")
-    redriven = cli(stack, "redrive", "--fare-id", fare_id)
+    redriven = operator_cli(stack, "redrive", "--fare-id", fare_id)
     assert redriven.returncode == 0, redriven.stderr
     assert "1 message(s) redriven" in redriven.stdout
 
