@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak test test-unit lint
+.PHONY: help install lock up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak bench-peers test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -93,6 +93,9 @@ bench-profile: install  ## the closed loop with py-spy on every service: where t
 
 bench-soak: install  ## ten minutes of load, a line a minute: throughput and memory stay flat?
 	$(BIN)/python -m bench --soak 600
+
+bench-peers: install  ## the same saga on this project, Restate and DBOS back to back, one table (~6 min; ARGS=--short)
+	$(BIN)/python -m bench.peers $(ARGS)
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .

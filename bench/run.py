@@ -629,6 +629,19 @@ async def profile(
     return report
 
 
+def stack_settings(*, soak: bool = False) -> dict[str, str]:
+    """The services' settings under the benchmark (python -m bench, python -m bench.peers)."""
+    return {
+        "SAGA_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "SAGA_STEP_TIMEOUT": "60",
+        "SAGA_RETRY_FIRST_DELAY": "2",
+        "SAGA_RETRY_MAX_DELAY": "8",
+        # Short retention, so that a soak run shows the pruning keeping the tables flat.
+        "SAGA_OUTBOX_RETENTION": "120" if soak else "3600",
+        "SAGA_INBOX_RETENTION": "300" if soak else "604800",
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--short", action="store_true", help="under a minute (CI)")
@@ -655,18 +668,7 @@ def main(argv: list[str] | None = None) -> None:
     pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     args.postgres_url = pg
     with rabbit_vhost(amqp_url, management) as url, provisioned(url, management) as broker:
-        stack = make_stack(
-            broker,
-            pg,
-            faults="seed",
-            SAGA_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-            SAGA_STEP_TIMEOUT="60",
-            SAGA_RETRY_FIRST_DELAY="2",
-            SAGA_RETRY_MAX_DELAY="8",
-            # Short retention, so that a soak run shows the pruning keeping the tables flat.
-            SAGA_OUTBOX_RETENTION="120" if args.soak else "3600",
-            SAGA_INBOX_RETENTION="300" if args.soak else "604800",
-        )
+        stack = make_stack(broker, pg, faults="seed", **stack_settings(soak=bool(args.soak)))
         try:
             for service in SERVICES:
                 stack.start(service)

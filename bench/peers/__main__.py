@@ -1,0 +1,3 @@
+from bench.peers.harness import main
+
+main()
