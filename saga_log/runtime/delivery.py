@@ -163,7 +163,8 @@ class DeliveryHandler:
     async def _claim(
         self, uow: UnitOfWork, ordered: Sequence[Pending]
     ) -> tuple[list[Pending], list[Pending]]:
-        """Insert the batch's inbox keys in one statement: (fresh, duplicates)."""
+        """Lock the batch's sagas and insert its inbox keys, in one statement: (fresh,
+        duplicates). Every handler then runs with its sagas' locks held."""
         keys = [claim_key(p.received.message_id, p.raw, self.trust) for p in ordered]
         claimed = await uow.claim_many(
             self.consumer.queue,
@@ -171,6 +172,7 @@ class DeliveryHandler:
                 (key, type(p.received.message).__name__)
                 for key, p in zip(keys, ordered, strict=True)
             ],
+            saga_ids=[p.received.saga_id for p in ordered],
         )
         fresh: list[Pending] = []
         duplicates: list[Pending] = []

@@ -178,6 +178,7 @@ class ServiceRuntime:
         self._engine: AsyncEngine | None = None
         self._broker: RabbitBroker | None = None
         self._relay: OutboxRelay | None = None
+        self._relay_engine: AsyncEngine | None = None
         self._relay_task: asyncio.Task[None] | None = None
 
     @property
@@ -265,8 +266,10 @@ class ServiceRuntime:
         broker = self._broker
         await _patiently("RabbitMQ", broker.connect, timeout)
         await declare_topology(self._broker, self.name)
+        # The relay's own engine: its stamps need no fsync (database.create_engine).
+        self._relay_engine = create_engine(url, pool_size=2, flush_commits=False)
         self._relay = OutboxRelay(
-            self._engine,
+            self._relay_engine,
             self.outbox,
             self._broker,
             batch_size=self.settings.outbox_batch_size,
@@ -301,8 +304,9 @@ class ServiceRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._engine is not None:
-            await self._engine.dispose()
+        for engine in (self._engine, self._relay_engine):
+            if engine is not None:
+                await engine.dispose()
         log.info("service stopped", extra={"service": self.name})
 
     @contextlib.asynccontextmanager

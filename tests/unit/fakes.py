@@ -45,7 +45,9 @@ class FakeUnitOfWork:
     async def claim(self, consumer: str, message_id: str, message_type: str) -> bool:
         return bool(await self.claim_many(consumer, [(message_id, message_type)]))
 
-    async def claim_many(self, consumer: str, messages: Sequence[tuple[str, str]]) -> set[str]:
+    async def claim_many(
+        self, consumer: str, messages: Sequence[tuple[str, str]], *, saga_ids: Any = ()
+    ) -> set[str]:
         fresh = {m for m, _ in messages if (consumer, m) not in self.db.inbox | self.claims}
         self.claims |= {(consumer, m) for m in fresh}
         return fresh
