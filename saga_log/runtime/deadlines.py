@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from contracts import saga_named
 from saga_log.runtime import metrics
 from saga_log.runtime.service import ServiceRuntime, repeatedly
@@ -97,7 +95,7 @@ async def cancel_overdue(
     """Cancel up to BATCH overdue sagas in one transaction; returns how many. Times come
     from one clock, the database's, which stamped every saga's start and progress."""
     async with uow:
-        now = (await uow.connection.execute(select(func.now()))).scalar_one()
+        now = await uow.now()
         overdue = await find_overdue(uow, now, step_timeout, saga_deadline, BATCH)
         for found in overdue:
             expired = found.started_at < now - saga_deadline

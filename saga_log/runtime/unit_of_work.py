@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -146,6 +147,13 @@ class UnitOfWork:
             self.connection  # noqa: B018
             await self._driver.execute(_LOCK_SAGAS, ids)  # it sorts them, as Python does
             self._locked.update(ids)
+
+    async def now(self) -> datetime:
+        """The database's clock: the start of this transaction (one clock for every
+        service's deadlines, whatever the hosts' clocks say)."""
+        self.connection  # noqa: B018
+        now: datetime = await self._driver.fetchval("SELECT now()")
+        return now
 
     def restrict(self, events: Iterable[type[Event]]) -> None:
         """From now on publish only `events` (a delivery narrows its service's events to
