@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from contracts import EXCHANGE, Event, encode
+from saga_log.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._may_publish = frozenset(may_publish) if may_publish is not None else None
         self._pending: list[Event] = []
+        #: The W3C trace context of each message handled here, by message id: an event it
+        #: causes carries it in its outbox row (empty when tracing is off).
+        self.trace_context: dict[str, Mapping[str, str]] = {}
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
         self.committed = False
@@ -147,7 +151,11 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         assert self._transaction is not None
-        rows = [_outbox_row(event) for event in self._pending]
+        ambient = tracing.current_carrier()
+        rows = [
+            _outbox_row(event, self.trace_context.get(event.causation_id, ambient))
+            for event in self._pending
+        ]
         if rows:
             # Message ids are derived from the cause: a row already there is this very event,
             # written by an earlier attempt whose message came back (e.g. a crash before the
@@ -180,7 +188,7 @@ _LOCK_SAGAS = text(
 ).bindparams(bindparam("ids", type_=ARRAY(TEXT)))
 
 
-def _outbox_row(event: Event) -> dict[str, Any]:
+def _outbox_row(event: Event, trace: Mapping[str, str]) -> dict[str, Any]:
     return {
         "message_id": event.message_id,
         "exchange": EXCHANGE,
@@ -191,6 +199,7 @@ def _outbox_row(event: Event) -> dict[str, Any]:
             "causation_id": event.causation_id,
             "schema_version": event.schema_version,
             "producer": event.producer,
+            **trace,
         },
         "body": encode(event),
         "created_at": event.occurred_at,
