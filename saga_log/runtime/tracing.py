@@ -145,7 +145,12 @@ def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
     # Imported only when asked for: it brings requests and protobuf along.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()  # reads the OTEL_EXPORTER_OTLP_* variables itself
+    # It reads the OTEL_EXPORTER_OTLP_* variables itself, but takes one set empty (as
+    # docker-compose.yml passes them when unset) for an endpoint: give it the default.
+    endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if any(environ.get(name) for name in endpoints):
+        return OTLPSpanExporter()
+    return OTLPSpanExporter(endpoint="http://localhost:4318/v1/traces")
 
 
 class JsonLinesExporter(SpanExporter):

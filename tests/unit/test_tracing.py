@@ -335,3 +335,10 @@ async def test_a_hostile_traceparent_changes_nothing_but_the_trace() -> None:
     processes = by_name(exporter.get_finished_spans(), "payment.debit_payment process")
     derived = tracing.saga_trace_id("order", "order-x")
     assert [p.context.trace_id for p in processes if p.context] == [derived, 2**128 - 1, derived]
+
+
+def test_otlp_with_an_empty_endpoint_variable_exports_to_the_default_endpoint() -> None:
+    # docker-compose.yml passes the variables through empty when they are unset.
+    exporter = tracing._exporter("otlp", {"OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+    assert exporter._endpoint == "http://localhost:4318/v1/traces"  # type: ignore[attr-defined]
+    exporter.shutdown()
