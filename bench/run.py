@@ -7,6 +7,7 @@ confirms, outbox and inbox.
     python -m bench --short         under a minute, for CI (prints, asserts nothing)
     python -m bench --profile       a closed loop sampled by py-spy, a profile per service
     python -m bench --soak 600      ten minutes of load, a line a minute
+    python -m bench --hops-only     only the per-hop breakdown (bench/hops.py)
 
 It prints, and writes to bench-results/latest.json:
 - the raw ceiling: persistent, confirmed messages per second that one aio-pika process
@@ -19,7 +20,9 @@ It prints, and writes to bench-results/latest.json:
 - idle: the percent of one core each process uses with no saga running;
 - open loop (a fixed arrival rate): the all-success mix at 20, 60 and 100 sagas/s, the
   sample mix at fractions of its best closed loop; latency and CPU per saga at each;
-- for the all-success mix and the sample's scenario mix.
+- for the all-success mix and the sample's scenario mix;
+- last, the per-hop breakdown of one saga's latency at low load, from the services' spans
+  (`--hops N` sagas one at a time, 0 to skip; bench/hops.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 import aio_pika
 
+from bench import hops
 from contracts import CONSUMERS
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
 from tests.support import ROOT, Stack, drop_databases, make_stack, provisioned, rabbit_vhost
@@ -699,6 +703,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--idle-seconds", type=float, default=20.0, help="measure the idle cost this long"
     )
+    parser.add_argument(
+        "--hops",
+        type=int,
+        default=None,
+        help="sagas for the per-hop breakdown at the end (default 40, 10 with --short; 0: none)",
+    )
+    parser.add_argument(
+        "--hops-only", action="store_true", help="only the per-hop breakdown (to hops.json)"
+    )
     args = parser.parse_args(argv)
     if args.short:
         args.seconds, args.warmup, args.open_seconds, args.ceiling_seconds = 8.0, 2.0, 5.0, 4.0
@@ -706,6 +719,10 @@ def main(argv: list[str] | None = None) -> None:
         args.open_rates = [20.0, 60.0]
         args.idle_seconds = 6.0
         args.in_flight = args.in_flight[-1:]
+    if args.hops is None:
+        args.hops = 10 if args.short else 40
+    if args.soak or args.profile:
+        args.hops = 0
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     management = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
     pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -715,14 +732,24 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for service in SERVICES:
                 stack.start(service)
-            report = asyncio.run(run(args, url, stack))
+            if args.hops_only:
+                report = {
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "command": " ".join(["python -m bench", *sys.argv[1:]]),
+                }
+            else:
+                report = asyncio.run(run(args, url, stack))
+            if args.hops:
+                report["hops"] = hops.measure(stack, SERVICES, sagas=args.hops)
         finally:
             stack.stop_all()
             names = [u.rsplit("/", 1)[1] for u in stack.database_urls.values()]
             asyncio.run(drop_databases(pg, names))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
-    print(f"figures written to {RESULTS / 'latest.json'}")
+    # Alone, the breakdown does not overwrite the last full run's figures.
+    results = RESULTS / ("hops.json" if args.hops_only else "latest.json")
+    results.write_text(json.dumps(report, indent=2))
+    print(f"figures written to {results}")
 
 
 if __name__ == "__main__":

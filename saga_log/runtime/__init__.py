@@ -6,7 +6,7 @@ This module is its whole public surface: services, the saga history and the tool
 from here, never from its modules. It imports only `contracts` and third-party libraries.
 """
 
-from saga_log.runtime import logs, metrics
+from saga_log.runtime import logs, metrics, tracing
 from saga_log.runtime.cancellation import (
     add_cancellation_table,
     cancelled_among,
@@ -109,6 +109,7 @@ __all__ = [
     "split_cancelled",
     "subscribe",
     "succeeded",
+    "tracing",
     "upgrade",
     "upgrade_cancellation_table_v1_to_v2",
 ]

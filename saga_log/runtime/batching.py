@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from aio_pika.abc import AbstractIncomingMessage
 
 from saga_log.runtime.subscription import Received
+from saga_log.runtime.tracing import NO_TRACE, MessageTrace
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Pending:
     raw: AbstractIncomingMessage
     received: Received[Any]
     started: float = field(default_factory=time.perf_counter)
+    trace: MessageTrace = NO_TRACE
 
 
 @dataclass
@@ -49,7 +51,9 @@ class Transactor(Protocol):
 
     async def transact(self, batch: Sequence[Pending]) -> Outcome: ...
 
-    async def settle(self, raw: AbstractIncomingMessage, message: Any = None) -> None: ...
+    async def settle(
+        self, raw: AbstractIncomingMessage, message: Any = None, trace: MessageTrace = NO_TRACE
+    ) -> None: ...
 
     def account(self, outcome: Outcome, *, batch: int) -> None: ...
 
@@ -73,10 +77,12 @@ class GroupCommit:
         self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def join(self, raw: AbstractIncomingMessage, message: Any) -> None:
+    async def join(
+        self, raw: AbstractIncomingMessage, message: Any, trace: MessageTrace = NO_TRACE
+    ) -> None:
         """Join the next batch; if the batch fails, take the one-message path."""
         waiting = _Waiting(
-            Pending(raw, self._delivery.received(raw, message)),
+            Pending(raw, self._delivery.received(raw, message), trace=trace),
             asyncio.get_running_loop().create_future(),
         )
         self._waiting.append(waiting)
@@ -85,7 +91,7 @@ class GroupCommit:
         # Shielded: a delivery task cancelled at shutdown must not cancel its whole batch;
         # what the batch does not ack, RabbitMQ redelivers.
         if not await asyncio.shield(waiting.settled):
-            await self._delivery.settle(raw, message)
+            await self._delivery.settle(raw, message, trace)
 
     async def _flush(self) -> None:
         try:
@@ -110,7 +116,7 @@ class GroupCommit:
             # Nothing to share: the one-message path at once, so that a failure goes
             # straight to its retry instead of being run a second time.
             only = batch[0].pending
-            await self._delivery.settle(only.raw, only.received.message)
+            await self._delivery.settle(only.raw, only.received.message, only.trace)
             return True
         pending = [waiting.pending for waiting in batch]
         try:
@@ -122,6 +128,8 @@ class GroupCommit:
             )
             return False
         await self._ack(pending)
+        for settled in pending:
+            settled.trace.end()
         self._delivery.account(outcome, batch=len(batch))
         return True
 

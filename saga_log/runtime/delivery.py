@@ -39,6 +39,7 @@ from saga_log.runtime.holding import (
 )
 from saga_log.runtime.retry import RetryPolicy
 from saga_log.runtime.subscription import Delivery, Received, Subscription
+from saga_log.runtime.tracing import NO_TRACE, NO_TRACER, MessageTrace, Tracer
 from saga_log.runtime.trust import Trust
 from saga_log.runtime.unit_of_work import UnitOfWork
 
@@ -66,6 +67,7 @@ class DeliveryHandler:
         fault_plan: FaultPlan | None = None,
         batch_size: int = 1,
         protect: Protection | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.subscription = subscription
         self.consumer = subscription.consumer
@@ -73,6 +75,7 @@ class DeliveryHandler:
         self.trust = trust
         self._unit_of_work = unit_of_work
         self._faults = fault_plan or FaultPlan()
+        self.tracer = tracer
         self.stats = Stats()
         self.holding = Holding(
             self.consumer,
@@ -91,17 +94,21 @@ class DeliveryHandler:
 
     async def handle(self, raw: AbstractIncomingMessage) -> None:
         """Handle `raw` and settle it: acked once its work committed (in a batch, or alone)."""
+        trace = self.tracer.arrived(raw, self.consumer.queue)
         message = self.decode_or_none(raw)
+        trace.read(message)
         if self._batches is not None and message is not None:
-            await self._batches.join(raw, message)
+            await self._batches.join(raw, message, trace)
             return
-        await self.settle(raw, message)
+        await self.settle(raw, message, trace)
 
-    async def settle(self, raw: AbstractIncomingMessage, message: Any = None) -> None:
+    async def settle(
+        self, raw: AbstractIncomingMessage, message: Any = None, trace: MessageTrace = NO_TRACE
+    ) -> None:
         """The one-message path: handle `raw` in a transaction of its own, then ack it; nack
         it, as a last resort, if even re-routing it failed."""
         try:
-            await self._handle(raw, message)
+            await self._handle(raw, message, trace)
         except (Exception, asyncio.CancelledError) as exc:
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
@@ -117,24 +124,31 @@ class DeliveryHandler:
                 await raw.nack(requeue=True)
         else:
             await raw.ack()
+        finally:
+            trace.end()
 
-    async def _handle(self, raw: AbstractIncomingMessage, message: Any) -> None:
+    async def _handle(
+        self, raw: AbstractIncomingMessage, message: Any, trace: MessageTrace
+    ) -> None:
         if message is None:
             try:
                 message = self.decode(raw)
             except InvalidMessage as exc:
+                trace.failed(exc)
                 await self.holding.reject(raw, exc, self.subscription.on_invalid)
                 return
             except Exception as exc:
                 # Reading a message does not touch the database: what fails here fails every
                 # time (a bug), so it is dead-lettered, to be replayed once fixed, not looped.
                 log.error("could not read message", exc_info=exc, extra=fields(raw, self.holding))
+                trace.failed(exc)
                 await self.holding.dead_letter(raw, f"could not read it: {exc!r}"[:2000])
                 return
-        pending = Pending(raw, self.received(raw, message))
+        pending = Pending(raw, self.received(raw, message), trace=trace)
         try:
             outcome = await self.transact([pending])
         except Exception as exc:
+            trace.failed(exc)
             await self.holding.retry_later(raw, pending.received, exc)
             return
         self.account(outcome, batch=1)
@@ -146,8 +160,12 @@ class DeliveryHandler:
         # Saga order: every transaction takes its sagas' locks in one order, so two never
         # wait for each other in a cycle. Stable: one saga's messages keep their order.
         ordered = sorted(batch, key=lambda p: p.received.saga_id)
+        traced = self.tracer.on  # off: no clock read, no call (see tracing)
+        began = time.time_ns() if traced else 0
         async with self._unit_of_work() as uow:
             uow.restrict(self.consumer.emits)
+            if traced:
+                uow.trace_context.update((p.received.message_id, p.trace.carrier) for p in ordered)
             fresh, duplicates = await self._claim(uow, ordered)
             for pending in fresh:
                 await self._faults.before_handling(queue, self.holding.attempt(pending.raw))
@@ -155,8 +173,13 @@ class DeliveryHandler:
                 await self.subscription.handler(uow, [p.received for p in fresh])
             parked = await self._park_failed_compensations(fresh, uow)
             self._faults.crash_point("before_commit", queue)
+            committing = time.time_ns() if traced else 0
             await uow.commit()
+            committed = time.time_ns() if traced else 0
             self._faults.crash_point("after_commit", queue)
+        if traced:
+            for pending in ordered:
+                pending.trace.transaction(began, committing, committed, len(ordered))
         handled = [p for p in fresh if p not in parked]
         return Outcome(handled, duplicates, parked, [event.type for event in uow.pending])
 

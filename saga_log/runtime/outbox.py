@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from saga_log.runtime import metrics
 from saga_log.runtime.fault_plan import FaultPlan
+from saga_log.runtime.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,13 @@ class OutboxRow:
     headers: Mapping[str, Any]
     body: bytes
     created_at: datetime | None = None
+    #: When its transaction committed (time.time_ns), for the `outbox wait` span.
+    committed_ns: int = 0
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> OutboxRow:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
+    def of(cls, row: Mapping[str, Any], **extra: Any) -> OutboxRow:
+        fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
+        return cls(**fields, **extra)
 
 
 class OutboxRelay:
@@ -70,6 +74,7 @@ class OutboxRelay:
         grace: float = 5.0,
         inbox: Table | None = None,
         inbox_retention: timedelta = timedelta(days=7),
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -88,6 +93,7 @@ class OutboxRelay:
         self._grace = timedelta(seconds=grace)
         self._inbox = inbox
         self._inbox_retention = inbox_retention
+        self._tracer = tracer
         self._wakeup = asyncio.Event()
         # Bounded: past it (a broker outage), rows wait for the poller instead of memory.
         self._fresh: collections.deque[OutboxRow] = collections.deque(maxlen=50_000)
@@ -97,7 +103,8 @@ class OutboxRelay:
 
     def committed(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Called after a commit that wrote `rows` to the outbox: publish them now."""
-        self._fresh.extend(OutboxRow.of(row) for row in rows)
+        committed = time.time_ns()
+        self._fresh.extend(OutboxRow.of(row, committed_ns=committed) for row in rows)
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -214,23 +221,24 @@ class OutboxRelay:
                 RabbitExchange(row.exchange, declare=False)
             )
             self._exchanges[row.exchange] = exchange
-        confirmation = await exchange.publish(
-            aio_pika.Message(
-                row.body,
-                headers=dict(row.headers),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=str(row.message_id),
-                correlation_id=row.correlation_id,
-                type=row.message_type,
-                timestamp=row.created_at,
-                app_id=self._service,
-                user_id=self._user_id,
-            ),
-            routing_key=row.routing_key,
-            mandatory=True,
-            timeout=self._publish_timeout,
-        )
+        with self._tracer.publishing(row) as trace:
+            confirmation = await exchange.publish(
+                aio_pika.Message(
+                    row.body,
+                    headers=trace.headers(row.headers),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=str(row.message_id),
+                    correlation_id=row.correlation_id,
+                    type=row.message_type,
+                    timestamp=row.created_at,
+                    app_id=self._service,
+                    user_id=self._user_id,
+                ),
+                routing_key=row.routing_key,
+                mandatory=True,
+                timeout=self._publish_timeout,
+            )
         if isinstance(confirmation, DeliveredMessage):
             # No queue is bound for this routing key: the event is a fact nobody asked
             # for (every consumer's queue is declared before the relay starts).

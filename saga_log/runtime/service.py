@@ -27,6 +27,7 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 from faststream.rabbit.annotations import RabbitMessage
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 
 from contracts import CONSUMERS, EXCHANGE, Consumer, published_by
 from contracts.topology import holding_exchange, queues_of, work_queue_arguments
-from saga_log.runtime import logs, metrics
+from saga_log.runtime import logs, metrics, tracing
 from saga_log.runtime.database import create_engine, ensure_database
 from saga_log.runtime.delivery import DeliveryHandler
 from saga_log.runtime.holding import Protection
@@ -180,6 +181,9 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._relay_engine: AsyncEngine | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self.tracer: tracing.Tracer = tracing.NO_TRACER
+        #: Where spans go whatever the environment says (a test's in-memory exporter).
+        self.span_exporter: SpanExporter | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -235,6 +239,7 @@ class ServiceRuntime:
             publish_timeout=self.settings.publish_timeout,
             batch_size=self.settings.batch_size,
             protect=Protection.of(subscription.consumer, self.settings.field_cipher_or_none()),
+            tracer=self.tracer,
         )
         self.handlers.append(handler)
         subscribe(broker, handler, prefetch=self.settings.prefetch)
@@ -262,6 +267,7 @@ class ServiceRuntime:
         self._engine = create_engine(url)
         await _warn_if_superuser(self._engine, self.name)
         self.handlers.clear()
+        self.tracer = tracing.start(self.name, exporter=self.span_exporter)
         self._broker = self.build_broker()
         broker = self._broker
         await _patiently("RabbitMQ", broker.connect, timeout)
@@ -281,6 +287,7 @@ class ServiceRuntime:
             retention=timedelta(seconds=self.settings.outbox_retention),
             inbox=self.inbox,
             inbox_retention=timedelta(seconds=self.settings.inbox_retention),
+            tracer=self.tracer,
         )
         self._relay_task = asyncio.create_task(self._relay.run(), name=f"{self.name}-outbox-relay")
         await self._broker.start()
@@ -307,6 +314,9 @@ class ServiceRuntime:
         for engine in (self._engine, self._relay_engine):
             if engine is not None:
                 await engine.dispose()
+        # Last: what the stopping consumers and relay still recorded is exported too.
+        self.tracer.shutdown()
+        self.tracer = tracing.NO_TRACER
         log.info("service stopped", extra={"service": self.name})
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import EXCHANGE, Event, encode
+from saga_log.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._may_publish = frozenset(may_publish) if may_publish is not None else None
         self._pending: list[Event] = []
+        #: The W3C trace context of each message handled here, by message id: an event it
+        #: causes carries it in its outbox row (empty when tracing is off).
+        self.trace_context: dict[str, Mapping[str, str]] = {}
         self._connection: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection beneath `_connection`
         self._transaction: Any = None  # asyncpg's Transaction
@@ -179,7 +183,11 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         self.connection  # noqa: B018
-        rows = [_outbox_row(event) for event in self._pending]
+        ambient = tracing.current_carrier()
+        rows = [
+            _outbox_row(event, self.trace_context.get(event.causation_id, ambient))
+            for event in self._pending
+        ]
         if rows:
             # Message ids are derived from the cause: a row already there is this very event,
             # written by an earlier attempt whose message came back (e.g. a crash before the
@@ -251,7 +259,7 @@ async def _discard(connection: AsyncConnection) -> None:
         await connection.close()
 
 
-def _outbox_row(event: Event) -> dict[str, Any]:
+def _outbox_row(event: Event, trace: Mapping[str, str]) -> dict[str, Any]:
     return {
         "message_id": event.message_id,
         "exchange": EXCHANGE,
@@ -262,6 +270,7 @@ def _outbox_row(event: Event) -> dict[str, Any]:
             "causation_id": event.causation_id,
             "schema_version": event.schema_version,
             "producer": event.producer,
+            **trace,
         },
         "body": encode(event),
         "created_at": event.occurred_at,

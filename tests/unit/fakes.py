@@ -26,6 +26,7 @@ class FakeUnitOfWork:
         self.events: list[Any] = []
         self.work: list[Any] = []
         self.allowed: frozenset[Any] | None = None
+        self.trace_context: dict[str, Any] = {}
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self
