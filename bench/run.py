@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -95,8 +96,31 @@ def pids_named(*names: str) -> list[int]:
     return found
 
 
+def commits(stack: Stack) -> float:
+    """Transactions committed so far in the stack's databases (pg_stat_database, which
+    the statistics collector updates within about half a second)."""
+    names = ",".join(f"'{u.rsplit('/', 1)[1]}'" for u in stack.database_urls.values())
+    out = subprocess.run(
+        [
+            "psql",
+            os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            "-Atc",
+            "SELECT coalesce(sum(xact_commit), 0) FROM pg_stat_database"
+            f" WHERE datname IN ({names})",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        return float("nan")  # no psql here: the figure is missing, nothing else
+
+
 def cpu_snapshot(stack: Stack) -> dict[str, float]:
     snapshot = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
+    snapshot["commits"] = commits(stack)
     for label, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
         pids = set(pids_named(*names))
         total = 0.0
@@ -114,7 +138,7 @@ async def idle_cost(stack: Stack, seconds: float) -> dict[str, float]:
     before, began = cpu_snapshot(stack), time.perf_counter()
     await asyncio.sleep(seconds)
     after, elapsed = cpu_snapshot(stack), time.perf_counter() - began
-    cost = {k: round(100 * (after[k] - before[k]) / elapsed, 2) for k in after}
+    cost = {k: round(100 * (after[k] - before[k]) / elapsed, 2) for k in after if k != "commits"}
     cost["all"] = round(sum(cost.values()), 2)
     return cost
 
@@ -215,6 +239,8 @@ class Result:
     outcomes: dict[str, int] = field(default_factory=dict)
     cpu_s_per_saga: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    #: PostgreSQL transactions per saga: group commit makes fewer at high load.
+    commits_per_saga: float = float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -332,7 +358,10 @@ def _result(
         p99_ms=round(percentile(client.latencies, 0.99), 2),
         max_ms=round(max(client.latencies, default=float("nan")) * 1000, 2),
         outcomes=dict(client.outcomes),
-        cpu_s_per_saga={k: round((after[k] - before[k]) / done * 1000, 3) for k in after},
+        cpu_s_per_saga={
+            k: round((after[k] - before[k]) / done * 1000, 3) for k in after if k != "commits"
+        },
+        commits_per_saga=round((after["commits"] - before["commits"]) / done, 2),
         rss_mb={name: round(rss_mb(p.pid), 1) for name, p in stack.processes.items()},
     )
 
@@ -526,7 +555,7 @@ def print_result(result: Result) -> None:
 
 def print_cpu(result: Result) -> None:
     parts = ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_s_per_saga.items())
-    print(f"    CPU ms per saga: {parts}")
+    print(f"    CPU ms per saga: {parts}; PostgreSQL commits per saga {result.commits_per_saga}")
     print(f"    RSS MB: {', '.join(f'{k} {v}' for k, v in result.rss_mb.items())}")
 
 
