@@ -66,6 +66,7 @@ class DeliveryHandler:
         retry_budget: int | None = None,
         fault_plan: FaultPlan | None = None,
         batch_size: int = 1,
+        linger: float = 0.0,
         protect: Protection | None = None,
         tracer: Tracer = NO_TRACER,
     ) -> None:
@@ -89,7 +90,9 @@ class DeliveryHandler:
             protect=protect,
         )
         self._batches = (
-            GroupCommit(self, batch_size, queue=self.consumer.queue) if batch_size > 1 else None
+            GroupCommit(self, batch_size, queue=self.consumer.queue, linger=linger)
+            if batch_size > 1
+            else None
         )
 
     async def handle(self, raw: AbstractIncomingMessage) -> None:

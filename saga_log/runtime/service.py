@@ -238,6 +238,8 @@ class ServiceRuntime:
             trust=self.trust,
             publish_timeout=self.settings.publish_timeout,
             batch_size=self.settings.batch_size,
+            # Only where nothing downstream waits: a consumer that publishes no event.
+            linger=0.0 if subscription.consumer.emits else self.settings.linger,
             protect=Protection.of(subscription.consumer, self.settings.field_cipher_or_none()),
             tracer=self.tracer,
         )

@@ -102,7 +102,7 @@ def order_created(order_id: str) -> bytes:
 
 
 def wire(
-    *, batch_size: int = 50, fail_on: str | None = None
+    *, batch_size: int = 50, fail_on: str | None = None, linger: float = 0.0
 ) -> tuple[DeliveryHandler, FakeDatabase, FakeBroker, list[list[str]]]:
     db, broker = FakeDatabase(), FakeBroker()
     batches: list[list[str]] = []
@@ -122,6 +122,7 @@ def wire(
         service="payment",
         trust=PAYMENT,
         batch_size=batch_size,
+        linger=linger,
     )
     return delivery, db, broker, batches
 
@@ -136,6 +137,29 @@ async def test_concurrent_deliveries_share_transactions_and_are_each_acked_once(
     assert len(db.transactions) < 20  # what arrived together committed together
     assert max(len(batch) for batch in batches) > 1
     assert delivery.stats.handled == 20
+
+
+async def test_a_lingering_consumer_gathers_what_arrives_one_by_one_into_one_transaction() -> None:
+    delivery, db, _, batches = wire(linger=0.2)
+    raws = [FakeRaw(order_created(f"order-{i}")) for i in range(4)]
+
+    tasks = []
+    for raw in raws:  # a low rate: each arrives alone, well apart
+        tasks.append(asyncio.create_task(delivery.handle(raw)))
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*tasks)
+    assert [raw.acks for raw in raws] == [1] * 4
+    assert batches == [[f"order-{i}" for i in range(4)]]
+    assert len([t for t in db.transactions if t]) == 1
+
+
+async def test_without_linger_a_lone_message_waits_for_nothing() -> None:
+    delivery, _, _, batches = wire()
+    raws = [FakeRaw(order_created(f"order-{i}")) for i in range(3)]
+    for raw in raws:
+        await delivery.handle(raw)  # each settled before the next arrives
+    assert batches == [["order-0"], ["order-1"], ["order-2"]]
+    assert [raw.acks for raw in raws] == [1, 1, 1]
 
 
 async def test_a_batch_is_handled_in_saga_order_whatever_the_arrival_order() -> None:
