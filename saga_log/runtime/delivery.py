@@ -180,6 +180,11 @@ class DeliveryHandler:
             await uow.commit()
             committed = time.time_ns() if traced else 0
             self._faults.crash_point("after_commit", queue)
+            if uow.pending:
+                # Let the relay (woken by the commit) put the events on the wire before
+                # this delivery goes on to its ack and bookkeeping: one loop turn, and the
+                # next hop starts sooner.
+                await asyncio.sleep(0)
         if traced:
             for pending in ordered:
                 pending.trace.transaction(began, committing, committed, len(ordered))

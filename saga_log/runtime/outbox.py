@@ -134,10 +134,7 @@ class OutboxRelay:
 
     async def _relay_fresh(self) -> None:
         batch = [self._fresh.popleft() for _ in range(min(self._batch_size, len(self._fresh)))]
-        # One channel keeps publish order; confirms are awaited together (pipelined).
-        results = await asyncio.gather(
-            *(self._publish(row) for row in batch), return_exceptions=True
-        )
+        results = await self._publish_all(batch)
         self._faults.crash_point("relay_after_publish")
         done = [
             row.message_id for row, result in zip(batch, results, strict=True) if result is None
@@ -157,6 +154,19 @@ class OutboxRelay:
                 "outbox messages not confirmed; the poller will retry them",
                 extra={"failed": len(failures), "error": repr(failures[0])},
             )
+
+    async def _publish_all(self, rows: Sequence[Any]) -> list[BaseException | None]:
+        """Publish `rows`; for each, None or what went wrong."""
+        if len(rows) == 1:
+            # Alone (the usual case at low load): at once, without gather's task, which
+            # put a loop turn between the commit and the wire.
+            try:
+                await self._publish(rows[0])
+            except Exception as exc:
+                return [exc]
+            return [None]
+        # One channel keeps publish order; confirms are awaited together (pipelined).
+        return await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
 
     def _count(self, published: int) -> None:
         self.published += published
