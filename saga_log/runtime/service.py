@@ -313,6 +313,9 @@ class ServiceRuntime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._relay is not None:
+            # What was confirmed but not yet stamped: else the next start sends it again.
+            await self._relay.flush_marks()
         for engine in (self._engine, self._relay_engine):
             if engine is not None:
                 await engine.dispose()
