@@ -98,9 +98,15 @@ class UnitOfWork:
             return
         try:
             await self._transaction.rollback()
-        except BaseException:
-            # The connection is broken (or we are cancelled mid-rollback): never hand it
-            # back to the pool with a transaction open.
+        except Exception:
+            # The connection is broken: never hand it back to the pool with a transaction
+            # open. If the work itself failed (a commit that never came back, say), that
+            # error says more than the rollback's.
+            await _discard(connection)
+            if exc is None:
+                raise
+            return
+        except BaseException:  # cancelled mid-rollback
             await _discard(connection)
             raise
         await connection.close()

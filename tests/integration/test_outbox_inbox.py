@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
@@ -144,3 +145,23 @@ async def test_duplicate_order_created_debits_once(
 
 async def _events(watcher: SagaWatcher, order_id: str, kind: str) -> list[dict]:
     return [event for event in watcher.events(order_id) if event["type"] == kind]
+
+
+async def test_a_connection_lost_before_the_commit_is_discarded_and_nothing_is_published(
+    outbox: Outbox,
+) -> None:
+    order_id = fresh_order_id("ok")
+    with pytest.raises(Exception) as failed:
+        async with outbox.unit_of_work() as uow:
+            pid = await uow.connection.scalar(select(func.pg_backend_pid()))
+            async with outbox.engine.connect() as other:
+                await other.scalar(select(func.pg_terminate_backend(pid)))
+            uow.publish(debited(order_id))
+            await uow.commit()
+    # The commit's own error, not one from the rollback after it.
+    assert "rollback" not in repr(failed.value).lower()
+    # The dead connection did not go back to the pool: the next unit of work works.
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim("payment.debit_payment", f"after-{order_id}", "OrderCreated")
+        await uow.commit()
+    assert await unpublished(outbox) == 0
