@@ -85,17 +85,23 @@ def rss_mb(pid: int) -> float:
 
 
 def pids_named(*names: str) -> list[int]:
+    """This host's processes called `names`: those of containers (test stacks, a cluster
+    started meanwhile, which come and go) would make the figures jump, even below zero."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             comm = (entry / "comm").read_text().strip()
+            if comm in names and not _in_container((entry / "cgroup").read_text()):
+                found.append(int(entry.name))
         except OSError:
             continue
-        if comm in names:
-            found.append(int(entry.name))
     return found
+
+
+def _in_container(cgroup: str) -> bool:
+    return any(mark in cgroup for mark in ("/docker", "/containerd", "/kubepods", "libpod"))
 
 
 def commits(stack: Stack) -> float:
