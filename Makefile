@@ -85,7 +85,7 @@ dead-letters: install  ## messages that can never be valid, with the reason
 bench: install  ## the benchmark: services as processes, closed and open loop, raw ceiling (~4 min)
 	$(BIN)/python -m bench
 
-bench-short: install  ## the same in about a minute and a half (CI runs it; it asserts nothing about speed)
+bench-short: install  ## the same in about two minutes (CI runs it; it asserts nothing about speed)
 	$(BIN)/python -m bench --short
 
 bench-profile: install  ## the closed loop with py-spy on every service: where the CPU goes
