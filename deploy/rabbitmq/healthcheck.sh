@@ -6,11 +6,17 @@
 # still pass. One CLI call: each starts an Erlang VM, the costly part of a check.
 set -eu
 # Bounded: on a node cut off the network the CLI cannot even reach its own node (its host
-# name resolves to an address that is gone) and would wait past Docker's timeout.
-if ! status=$(timeout 10 rabbitmqctl -q cluster_status --formatter json 2>&1); then
-  echo "RabbitMQ does not answer here, or is not running (paused?): $status" | head -c 300 >&2
+# name resolves to an address that is gone) and would wait past Docker's timeout. Into a
+# file, not a pipe: the CLI runs under su, whose child would hold a pipe open after
+# `timeout` has given up on it.
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! timeout -k 5 25 rabbitmqctl -q cluster_status --formatter json >"$out" 2>&1; then
+  echo "RabbitMQ does not answer here, or is not running (paused?):" >&2
+  head -c 300 "$out" >&2
   exit 1
 fi
+status=$(cat "$out")
 # The node names in one of the JSON document's arrays: {"disk_nodes":["rabbit@a",...],...}
 names() {
   printf '%s' "$status" | sed -n "s/.*\"$1\":\[\([^]]*\)\].*/\1/p" | tr ',' '\n' | tr -d '" '
