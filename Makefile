@@ -7,7 +7,7 @@ SCENARIO ?= ok
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock up down logs dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak bench-peers test test-unit lint
+.PHONY: help install lock up down logs up-cluster down-cluster dev stop status order fare docs history stuck parked redrive dead-letters bench bench-short bench-profile bench-soak bench-peers test test-unit lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -36,6 +36,23 @@ up: install  ## the whole system in Docker: RabbitMQ (UI on 15672), the five ser
 down: install  ## stop the Docker stack and delete its volumes
 	@$(BIN)/python scripts/ensure_env.py
 	$(COMPOSE) down -v --remove-orphans
+
+# The cluster (docker-compose.cluster.yml over docker-compose.yml): a project of its own,
+# so that it never touches `make up`'s stack. CLUSTER_FILES lets a test add a file.
+SAGA_CLUSTER_PROJECT ?= saga-cluster
+CLUSTER_FILES ?= -f docker-compose.yml -f docker-compose.cluster.yml
+CLUSTER := $(COMPOSE) -p $(SAGA_CLUSTER_PROJECT) $(CLUSTER_FILES)
+
+up-cluster: install  ## the same on a three-node RabbitMQ cluster, two replicas of every service and of the history
+	@$(BIN)/python scripts/ensure_env.py
+	@$(BIN)/python -m tools.broker definitions --out .run/rabbitmq/definitions.json
+	@$(BIN)/python -m tools.database sql --out .run/postgres
+	$(CLUSTER) up -d --build
+	@$(PYTHON) scripts/wait_healthy.py --compose "$(CLUSTER)" --timeout 600
+
+down-cluster: install  ## stop the cluster stack and delete its volumes
+	@$(BIN)/python scripts/ensure_env.py
+	$(CLUSTER) down -v --remove-orphans
 
 logs: install  ## follow the Docker stack's logs
 	@$(BIN)/python scripts/ensure_env.py

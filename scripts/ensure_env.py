@@ -6,7 +6,9 @@ only (git ignores it):
 - `RABBITMQ_PASSWORD_<ROLE>`: a password for each broker user (contracts.access);
 - `POSTGRES_PASSWORD`: the containers' PostgreSQL superuser (used only to make the roles);
 - `DB_PASSWORD_<SERVICE>_OWNER` / `_APP`: each service's two database roles (tools.database);
-- `SAGA_HTTP_TOKEN`: what the services' HTTP APIs and the history's page ask for.
+- `SAGA_HTTP_TOKEN`: what the services' HTTP APIs and the history's page ask for;
+- `RABBITMQ_ERLANG_COOKIE`: the shared secret of the RabbitMQ cluster's nodes
+  (`make up-cluster`); whoever holds it can run any command on every node.
 
 An existing value is kept: rotating is a deliberate act (README, Security)."""
 
@@ -39,6 +41,8 @@ def wanted() -> dict[str, str]:
         for kind in ("owner", "app"):
             values[database_password(service, kind)] = secrets.token_urlsafe(24)
     values["SAGA_HTTP_TOKEN"] = secrets.token_urlsafe(32)
+    # Letters and digits only: it goes on the Erlang command line (-setcookie).
+    values["RABBITMQ_ERLANG_COOKIE"] = secrets.token_hex(32)
     return values
 
 
