@@ -616,14 +616,7 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
             if mix == "success":
                 # The fixed rates first, on tables the heavy loops have not yet filled with
                 # dead rows: otherwise the low rates pay for vacuuming the closed loops'.
-                for rate in args.open_rates:
-                    opened = await open_loop(
-                        client, stack, mix=mix, rate=rate, seconds=args.open_seconds
-                    )
-                    print_result(opened)
-                    print_cpu(opened)
-                    results.append(opened)
-                    await asyncio.sleep(1)
+                results += await open_loops(client, stack, mix, args.open_rates, args)
             closed_runs = []
             for in_flight in args.in_flight:
                 print(
@@ -643,22 +636,11 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
                 results.append(closed)
                 closed_runs.append(closed)
                 await asyncio.sleep(2)
-            best_closed = max(closed_runs, key=lambda r: r.sagas_per_s)
-            # The success mix ran at fixed rates above (the targets name them); the sample
-            # mix at fractions of its own best, which is lower.
-            rates = (
-                []
-                if mix == "success"
-                else [max(1.0, best_closed.sagas_per_s * f) for f in args.open_fractions]
-            )
-            for rate in rates:
-                opened = await open_loop(
-                    client, stack, mix=mix, rate=rate, seconds=args.open_seconds
-                )
-                print_result(opened)
-                print_cpu(opened)
-                results.append(opened)
-                await asyncio.sleep(1)
+            if mix != "success":
+                # At fractions of its own best, which is lower than the success mix's.
+                top = max(closed_runs, key=lambda r: r.sagas_per_s).sagas_per_s
+                rates = [max(1.0, top * f) for f in args.open_fractions]
+                results += await open_loops(client, stack, mix, rates, args)
     report["results"] = [asdict(r) for r in results]
     best = max(
         (r for r in results if r.shape == "closed" and r.mix == "success"),
@@ -675,6 +657,20 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
             f"{best.sagas_per_s / ceiling:.3f} (one saga = 5 published messages, 10 deliveries)"
         )
     return report
+
+
+async def open_loops(
+    client: Client, stack: Stack, mix: str, rates: list[float], args: argparse.Namespace
+) -> list[Result]:
+    """An open loop of `mix` at each of `rates`, one after the other, each printed."""
+    results = []
+    for rate in rates:
+        opened = await open_loop(client, stack, mix=mix, rate=rate, seconds=args.open_seconds)
+        print_result(opened)
+        print_cpu(opened)
+        results.append(opened)
+        await asyncio.sleep(1)
+    return results
 
 
 async def profile(
