@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ def create_engine(url: str, *, pool_size: int = 10, flush_commits: bool = True) 
     return create_async_engine(
         async_url(url), pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
     )
+
+
+async def driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection beneath `connection`: the runtime's own statements, the
+    same on every hop, run on it directly (SQLAlchemy's layer cost more than the round
+    trip; unit_of_work)."""
+    return (await connection.get_raw_connection()).driver_connection
 
 
 async def ensure_database(url: str) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from saga_log.runtime import metrics
+from saga_log.runtime.database import driver_of
 from saga_log.runtime.fault_plan import FaultPlan
 from saga_log.runtime.tracing import NO_TRACER, Tracer
 
@@ -109,7 +110,7 @@ class OutboxRelay:
 
     def committed(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Called after a commit that wrote `rows` to the outbox: publish them now."""
-        committed = time.time_ns()
+        committed = time.time_ns() if self._tracer.on else 0  # only the spans read it
         self._fresh.extend(OutboxRow.of(row, committed_ns=committed) for row in rows)
         self._wakeup.set()
 
@@ -179,7 +180,7 @@ class OutboxRelay:
             async with self._engine.connect() as connection:
                 # Straight on asyncpg, one statement in its own implicit transaction, where
                 # SQLAlchemy's layer cost more than the round trip (see unit_of_work).
-                driver: Any = (await connection.get_raw_connection()).driver_connection
+                driver = await driver_of(connection)
                 await driver.execute(_mark_statement(self._outbox.name), done)
         except Exception as exc:
             # Unstamped, they are published again by the poller: duplicates, not losses.
@@ -210,7 +211,7 @@ class OutboxRelay:
         poll runs every second of an idle service's life, and a claiming transaction
         through SQLAlchemy cost it ten times as much CPU."""
         async with self._engine.connect() as connection:
-            driver: Any = (await connection.get_raw_connection()).driver_connection
+            driver = await driver_of(connection)
             return await driver.fetchval(_due_statement(self._outbox.name), self._grace) is not None
 
     async def relay_once(self, *, min_age: timedelta = timedelta(0)) -> int:
@@ -232,10 +233,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            # One channel keeps publish order; confirms are awaited together (pipelined).
-            results = await asyncio.gather(
-                *(self._publish(row) for row in rows), return_exceptions=True
-            )
+            results = await self._publish_all(rows)
             self._faults.crash_point("relay_after_publish")
             done = [
                 row.position for row, result in zip(rows, results, strict=True) if result is None

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import EXCHANGE, Event, encode
 from saga_log.runtime import tracing
+from saga_log.runtime.database import driver_of
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class UnitOfWork:
         try:
             # No round trip: the adapter only stops issuing BEGIN and COMMIT itself.
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._driver = (await connection.get_raw_connection()).driver_connection
+            self._driver = await driver_of(connection)
             self._transaction = self._driver.transaction()
             await self._transaction.start()
         except BaseException:
