@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from faststream.rabbit import RabbitBroker
@@ -22,19 +23,27 @@ from services.payment.config import Settings as PaymentSettings
 from tests.support import FAST_RETRIES, FIELD_KEYS, Broker, database_url, drop_databases
 
 
-@pytest.fixture(scope="module")
-async def payment_service(broker: Broker, pg_server_url: str) -> AsyncIterator[ServiceRuntime]:
-    """The real payment service, in this process, on its own database and vhost."""
-    name = f"test_payments_{uuid.uuid4().hex[:8]}"
-    settings = PaymentSettings(
-        database_url=database_url(pg_server_url, name),
+def payment_settings(
+    broker: Broker, pg_server_url: str, database: str, **extra: Any
+) -> PaymentSettings:
+    """The payment service's settings for a test: its own database on the test server, the
+    test vhost's users, no sample faults, fast retries."""
+    return PaymentSettings(
+        database_url=database_url(pg_server_url, database),
         amqp_url=broker.url("payment"),
         broker_user_prefix=broker.prefix,
         faults="off",
         field_keys=FIELD_KEYS,
         **{key.removeprefix("SAGA_").lower(): value for key, value in FAST_RETRIES.items()},
+        **extra,
     )
-    runtime = payment_main.build(settings)
+
+
+@pytest.fixture(scope="module")
+async def payment_service(broker: Broker, pg_server_url: str) -> AsyncIterator[ServiceRuntime]:
+    """The real payment service, in this process, on its own database and vhost."""
+    name = f"test_payments_{uuid.uuid4().hex[:8]}"
+    runtime = payment_main.build(payment_settings(broker, pg_server_url, name))
     await runtime.start()
     try:
         yield runtime

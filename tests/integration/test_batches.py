@@ -7,12 +7,11 @@ import aio_pika
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from contracts import encode
 from saga_log.runtime import ServiceRuntime
 from services.payment.tables import cancelled_sagas, outbox, payments
 from tests.integration.conftest import Outbox
 from tests.integration.test_outbox_inbox import order_created
-from tests.support import Broker, eventually
+from tests.support import Broker, as_producer, eventually
 
 
 async def test_a_batch_claims_each_new_message_once_in_one_statement(outbox: Outbox) -> None:
@@ -67,16 +66,7 @@ async def test_a_burst_with_duplicates_and_a_cancelled_saga_debits_each_live_ord
         # tenth one twice.
         for i, event in enumerate(events):
             for _ in range(2 if i % 10 == 0 else 1):
-                await exchange.publish(
-                    aio_pika.Message(
-                        encode(event),
-                        message_id=str(event.message_id),
-                        type=event.type,
-                        user_id=f"{broker.prefix}order",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key="order.created",
-                )
+                await exchange.publish(as_producer(event, broker), routing_key="order.created")
 
     async def all_settled() -> bool:
         return (debit.stats.handled - handled, debit.stats.duplicates - duplicates) == (40, 4)

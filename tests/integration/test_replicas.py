@@ -24,13 +24,13 @@ import aio_pika
 import pytest
 from sqlalchemy import select
 
-from contracts import Event, OrderCancelled, encode
+from contracts import Event, OrderCancelled
 from saga_log.runtime import ServiceRuntime
 from services.payment import main as payment_main
-from services.payment.config import Settings as PaymentSettings
 from services.payment.tables import cancelled_sagas, inbox, outbox, payments
+from tests.integration.conftest import payment_settings
 from tests.integration.test_outbox_inbox import order_created
-from tests.support import FAST_RETRIES, FIELD_KEYS, Broker, database_url, drop_databases, eventually
+from tests.support import Broker, as_producer, drop_databases, eventually
 
 SAGAS = 20
 #: Inside the transaction, after the claim has taken the saga's lock: the other replica's
@@ -49,15 +49,7 @@ SLOW = json.dumps(
 async def replicas(broker: Broker, pg_server_url: str) -> AsyncIterator[list[ServiceRuntime]]:
     """Two payment services in this process, on one database and one vhost, started."""
     name = f"test_payments_{uuid.uuid4().hex[:8]}"
-    settings = PaymentSettings(
-        database_url=database_url(pg_server_url, name),
-        amqp_url=broker.url("payment"),
-        broker_user_prefix=broker.prefix,
-        faults="off",
-        field_keys=FIELD_KEYS,
-        fault_plan_json=SLOW,
-        **{key.removeprefix("SAGA_").lower(): value for key, value in FAST_RETRIES.items()},
-    )
+    settings = payment_settings(broker, pg_server_url, name, fault_plan_json=SLOW)
     started: list[ServiceRuntime] = []
     try:
         for _ in range(2):
@@ -97,16 +89,7 @@ async def test_one_sagas_events_at_two_replicas_at_once_apply_once_and_in_order(
         exchange = await channel.get_exchange("saga.events")
 
         async def publish(event: Event) -> None:
-            await exchange.publish(
-                aio_pika.Message(
-                    encode(event),
-                    message_id=str(event.message_id),
-                    type=event.type,
-                    user_id=f"{broker.prefix}order",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=event.routing_key,
-            )
+            await exchange.publish(as_producer(event, broker), routing_key=event.routing_key)
 
         # Each saga's four messages back to back; consecutive deliveries of a queue go to
         # the two consumers in turn, so a saga's two copies land on both replicas.
