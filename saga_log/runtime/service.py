@@ -439,17 +439,10 @@ def check_subscriptions(service: str, subscriptions: Sequence[Subscription]) -> 
 
 def serve(app_factory: str, settings: RuntimeSettings) -> None:
     """Run a service's ASGI factory (`"pkg.module:app"`) under uvicorn until SIGTERM."""
-    import uvicorn
+    from saga_log.runtime.http_server import run
 
     logs.configure(settings.log_level)
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        lifespan="on",
-    )
+    run(app_factory, host=settings.http_host, port=settings.http_port)
 
 
 async def repeatedly(job: Callable[[], Awaitable[bool]], *, interval: float, what: str) -> None:
