@@ -162,8 +162,10 @@ class ServiceRuntime:
         subscriptions: Sequence[Subscription],
         routes: Sequence[BaseRoute] = (),
         background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
+        custom_plans: bool = False,
     ) -> None:
         self.name = name
+        self.custom_plans = custom_plans
         self.settings = settings
         self.metadata = metadata
         self.migrations = migrations
@@ -266,7 +268,7 @@ class ServiceRuntime:
             await _patiently("PostgreSQL", lambda: upgrade(migrator, self.migrations), timeout)
         finally:
             await migrator.dispose()
-        self._engine = create_engine(url)
+        self._engine = create_engine(url, custom_plans=self.custom_plans)
         await _warn_if_superuser(self._engine, self.name)
         self.handlers.clear()
         self.tracer = tracing.start(self.name, exporter=self.span_exporter)
@@ -379,6 +381,8 @@ class ServiceDefinition:
     subscriptions: Callable[[RuntimeSettings], Sequence[Subscription]]
     routes: Sequence[BaseRoute] = ()
     background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
+    #: Plan every statement for its parameters (database.create_engine says when).
+    custom_plans: bool = False
 
     def build(self, settings: RuntimeSettings | None = None) -> ServiceRuntime:
         settings = settings or self.settings()
@@ -392,6 +396,7 @@ class ServiceDefinition:
             subscriptions=subscriptions,
             routes=self.routes,
             background=self.background,
+            custom_plans=self.custom_plans,
         )
 
     def app(self) -> Starlette:

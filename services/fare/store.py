@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from saga_log.runtime import Overdue, UnitOfWork
@@ -101,7 +101,9 @@ async def overdue_sagas(
     rows = await uow.connection.execute(
         select(fare_sagas.c.fare_id, fare_sagas.c.started_at, fare_sagas.c.updated_at)
         .where(
-            fare_sagas.c.outcome == SagaOutcome.RUNNING,
+            # Inline, not a parameter: only a literal matches the partial index's
+            # predicate in the plan PostgreSQL caches.
+            fare_sagas.c.outcome == literal(SagaOutcome.RUNNING.value, literal_execute=True),
             or_(
                 fare_sagas.c.started_at < now - saga_deadline,
                 fare_sagas.c.updated_at < now - step_timeout,

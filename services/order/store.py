@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import TextClause, bindparam, func, or_, select, text, update
+from sqlalchemy import TextClause, bindparam, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
 
 from saga_log.runtime import Overdue, UnitOfWork
@@ -116,7 +116,9 @@ async def overdue_sagas(
     rows = await uow.connection.execute(
         select(order_sagas.c.order_id, order_sagas.c.started_at, order_sagas.c.updated_at)
         .where(
-            order_sagas.c.outcome == SagaOutcome.RUNNING,
+            # Inline, not a parameter: only a literal matches the partial index's
+            # predicate in the plan PostgreSQL caches.
+            order_sagas.c.outcome == literal(SagaOutcome.RUNNING.value, literal_execute=True),
             or_(
                 order_sagas.c.started_at < now - saga_deadline,
                 order_sagas.c.updated_at < now - step_timeout,

@@ -1,10 +1,11 @@
 """The order service's database: the sample's `orders` table, what it knows of each saga,
 and the runtime's outbox and inbox."""
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, text
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from saga_log.runtime import add_runtime_tables
+from services.order.domain import SagaOutcome
 
 metadata = MetaData()
 
@@ -31,6 +32,13 @@ order_sagas = Table(
     Column("inventory_transactions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The deadline watch reads the running sagas only, oldest first: without it, it read
+    # every saga ever run, every second.
+    Index(
+        "order_sagas_running",
+        "updated_at",
+        postgresql_where=text(f"outcome = '{SagaOutcome.RUNNING}'"),
+    ),
 )
 
 outbox, inbox = add_runtime_tables(metadata)
