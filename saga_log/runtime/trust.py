@@ -91,7 +91,14 @@ class Trust:
             # The runtime of a saga's participant announces what it parked of its own
             # queues, as itself.
             saga = SAGAS_BY_NAME.get(str(getattr(message, "saga_type", "")))
-            queue = str(getattr(message, "queue", ""))
+            # The history reads it as any saga message (contracts.recorded): its queue is
+            # then in the payload, not an attribute.
+            payload = getattr(message, "payload", None)
+            queue = str(
+                getattr(message, "queue", None)
+                or (payload.get("queue") if isinstance(payload, dict) else None)
+                or ""
+            )
             takes_part = saga is not None and producer in {p.name for p in saga.participants}
             if takes_part and producer in services() and queue.startswith(f"{producer}."):
                 return {f"{self.prefix}{producer}"}
