@@ -72,18 +72,30 @@ class UnitOfWork:
         return self._connection
 
     async def __aenter__(self) -> UnitOfWork:
-        connection = await self._engine.connect()
-        try:
-            # No round trip: the adapter only stops issuing BEGIN and COMMIT itself.
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._driver = await driver_of(connection)
-            self._transaction = self._driver.transaction()
-            await self._transaction.start()
-        except BaseException:
-            await _discard(connection)
-            raise
-        self._connection = connection
-        return self
+        for _ in range(_DEAD_CONNECTIONS_SKIPPED):
+            connection = await self._engine.connect()
+            try:
+                # No round trip: the adapter only stops issuing BEGIN and COMMIT itself.
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._driver = await driver_of(connection)
+                if self._driver.is_closed():
+                    # PostgreSQL ended it while it waited in the pool (a restart, a
+                    # terminated backend) and asyncpg knows it already: another, rather
+                    # than failing this unit of work on it and spending a retry of the
+                    # message (a whole pool of them once parked a message of a saga).
+                    await _discard(connection)
+                    continue
+                self._transaction = self._driver.transaction()
+                await self._transaction.start()
+            except BaseException:
+                await _discard(connection)
+                raise
+            self._connection = connection
+            return self
+        raise RuntimeError(
+            f"the connection pool handed out {_DEAD_CONNECTIONS_SKIPPED} closed connections "
+            "in a row"
+        )
 
     async def __aexit__(
         self,
@@ -207,6 +219,10 @@ class UnitOfWork:
         self.committed = True
         if rows:
             self._on_commit(rows)
+
+
+#: More than a pool holds (database.create_engine: 10, and 10 more of overflow).
+_DEAD_CONNECTIONS_SKIPPED = 32
 
 
 @functools.cache

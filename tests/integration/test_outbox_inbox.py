@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -165,3 +167,40 @@ async def test_a_connection_lost_before_the_commit_is_discarded_and_nothing_is_p
         assert await uow.claim("payment.debit_payment", f"after-{order_id}", "OrderCreated")
         await uow.commit()
     assert await unpublished(outbox) == 0
+
+
+async def test_connections_the_server_ended_in_the_pool_cost_no_unit_of_work(
+    outbox: Outbox,
+) -> None:
+    async def claim_one(key: str) -> int:
+        async with outbox.unit_of_work() as uow:
+            assert await uow.claim("payment.debit_payment", key, "OrderCreated")
+            pid: int = await uow.connection.scalar(select(func.pg_backend_pid()))
+            await uow.commit()
+            return pid
+
+    # Several connections waiting in the pool, then every one of them ended by the server
+    # (as a PostgreSQL restart or an operator's pg_terminate_backend does).
+    order_id = fresh_order_id("ok")
+    pooled = set(await asyncio.gather(*(claim_one(f"before-{order_id}-{i}") for i in range(4))))
+    # From outside the pool (a pooled connection could be one of those ended).
+    url = outbox.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1)",
+            list(pooled),
+        )
+
+        async def all_ended() -> bool:
+            alive = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", list(pooled)
+            )
+            return alive == 0
+
+        await eventually(all_ended)
+    finally:
+        await admin.close()
+    # Each unit of work now works at its first try: the dead ones are skipped, not used.
+    for i in range(4):
+        await claim_one(f"after-{order_id}-{i}")
