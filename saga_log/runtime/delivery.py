@@ -116,13 +116,18 @@ class DeliveryHandler:
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
                 raise  # we are being stopped: RabbitMQ redelivers what was not acked
-            # Re-routing failed too (the broker is going away; aiormq cancels its pending
-            # publishes then). Requeued: if the channel lives it comes back now, else
-            # RabbitMQ redelivers it once we reconnect. The delivery limit bounds the loop.
+            # Re-routing failed too (the broker is going away, or the node holding the
+            # retry tier is down and returns the copy). Requeued: if the channel lives it
+            # comes back, else RabbitMQ redelivers it once we reconnect. The delivery limit
+            # bounds the loop; the pause before the requeue keeps it from spending that
+            # limit in a second while a node is away (it once dead-lettered live sagas'
+            # messages during a node's 30 s restart).
+            delay = requeue_delay(raw.headers)
             log.warning(
                 "could not settle message; left to RabbitMQ to redeliver",
-                extra={**fields(raw, self.holding), "error": repr(exc)},
+                extra={**fields(raw, self.holding), "error": repr(exc), "requeue_in_s": delay},
             )
+            await asyncio.sleep(delay)  # cancelled at shutdown: RabbitMQ redelivers it
             with contextlib.suppress(Exception):
                 await raw.nack(requeue=True)
         else:
@@ -317,6 +322,23 @@ class DeliveryHandler:
             f"unexpected message type {name[:128] if name else name!r}: "
             f"{self.consumer.queue} accepts {accepted}"
         )
+
+
+#: Seconds before a message that could not be settled goes back to its queue: one more
+#: each time it has come back (quorum queues count in `x-delivery-count`), up to the cap.
+#: With the delivery limit of 20 that is about 90 s of trying before RabbitMQ dead-letters.
+REQUEUE_DELAY_STEP = 1.0
+REQUEUE_DELAY_CAP = 5.0
+
+
+def requeue_delay(headers: Any) -> float:
+    """How long to hold a message that could not be settled before requeueing it."""
+    count = (headers or {}).get("x-delivery-count", 0)
+    try:
+        returned = max(0, int(count))
+    except (TypeError, ValueError):
+        returned = 0
+    return min(REQUEUE_DELAY_STEP * (returned + 1), REQUEUE_DELAY_CAP)
 
 
 def claim_key(message_id: str, raw: AbstractIncomingMessage, trust: Trust) -> str:

@@ -8,6 +8,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from faststream.rabbit import RabbitBroker, TestRabbitBroker
 
 from contracts import (
@@ -116,3 +117,26 @@ def test_retry_delays_follow_the_samples_policy_with_full_jitter() -> None:
     delays = [policy.delay(2, rng) for _ in range(500)]
     assert all(0 <= delay <= 4.0 for delay in delays)
     assert max(delays) > 3.5 and min(delays) < 0.5
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        (None, 1.0),  # first delivery
+        ({"x-delivery-count": 1}, 2.0),
+        ({"x-delivery-count": 3}, 4.0),
+        ({"x-delivery-count": 19}, 5.0),  # capped
+        ({"x-delivery-count": "junk"}, 1.0),  # a header anyone could have set
+        ({"x-delivery-count": -7}, 1.0),
+    ],
+)
+def test_a_message_that_could_not_be_settled_waits_longer_each_time_it_comes_back(
+    headers: dict[str, object] | None, seconds: float
+) -> None:
+    from contracts.topology import DELIVERY_LIMIT
+    from saga_log.runtime.delivery import requeue_delay
+
+    assert requeue_delay(headers) == seconds
+    # The delivery limit's worth of returns outlasts a node's restart (30 s here).
+    total = sum(requeue_delay({"x-delivery-count": n}) for n in range(DELIVERY_LIMIT))
+    assert total >= 60
