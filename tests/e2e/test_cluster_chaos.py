@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import subprocess
 import tempfile
 import time
@@ -66,7 +67,7 @@ from tests.e2e.test_chaos import (
     wait_until_quiet,
 )
 from tests.e2e.test_compose_smoke import _compose_command, _docker_answers, _make, _tail
-from tests.support import ARTIFACTS, ROOT, Stack, free_port, management_publish
+from tests.support import ARTIFACTS, ROOT, Stack, management_publish
 from tests.support import Broker as Access
 
 pytestmark = pytest.mark.docker
@@ -253,6 +254,24 @@ class Cluster:
         return check.returncode == 0
 
 
+UP_ATTEMPTS = 3
+
+
+def _host_ports() -> dict[str, int]:
+    """A free host port for each node, service and database, all different: the sockets
+    stay bound until every port is chosen, so none is handed out twice."""
+    names = [
+        *(name for pair in NODE_PORTS.values() for name in pair),
+        *SERVICE_PORTS,
+        *(db for db, _ in DATABASES.values()),
+    ]
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in names]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return {name: int(sock.getsockname()[1]) for name, sock in zip(names, sockets, strict=True)}
+
+
 def _databases_override(ports: dict[str, int]) -> str:
     """A compose file of this test's own: the databases published (for the checks), and
     the step timeout of every service raised (see STEP_TIMEOUT)."""
@@ -277,26 +296,31 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(reason)
     compose = _compose_command()
     assert compose is not None
-    ports = {name: free_port() for pair in NODE_PORTS.values() for name in pair}
-    ports.update({name: free_port() for name in SERVICE_PORTS})
-    ports.update({db: free_port() for db, _ in DATABASES.values()})
     with tempfile.TemporaryDirectory() as scratch:
         override = Path(scratch) / "databases.yml"
-        override.write_text(_databases_override(ports))
-        files = f"-f docker-compose.yml -f docker-compose.cluster.yml -f {override}"
-        env = {
-            **{key: value for key, value in os.environ.items() if key != "COMPOSE_FILE"},
-            "SAGA_CLUSTER_PROJECT": PROJECT,
-            "CLUSTER_FILES": files,
-            "SAGA_BIND_ADDRESS": "127.0.0.1",
-            **{name: str(port) for name, port in ports.items() if name.startswith("SAGA_")},
-        }
-        command = [*compose, "-p", PROJECT, *files.split()]
-        # A stack this test left behind (an interrupted run) would otherwise be reused.
-        _make("down-cluster", env, DOWN_TIMEOUT)
         try:
-            began = time.monotonic()
-            up = _make("up-cluster", env, UP_TIMEOUT)
+            for attempt in range(1, UP_ATTEMPTS + 1):
+                ports = _host_ports()
+                override.write_text(_databases_override(ports))
+                files = f"-f docker-compose.yml -f docker-compose.cluster.yml -f {override}"
+                env = {
+                    **{key: value for key, value in os.environ.items() if key != "COMPOSE_FILE"},
+                    "SAGA_CLUSTER_PROJECT": PROJECT,
+                    "CLUSTER_FILES": files,
+                    "SAGA_BIND_ADDRESS": "127.0.0.1",
+                    **{name: str(port) for name, port in ports.items() if name.startswith("SAGA_")},
+                }
+                command = [*compose, "-p", PROJECT, *files.split()]
+                # A stack this test left behind (an interrupted run) would otherwise be reused.
+                _make("down-cluster", env, DOWN_TIMEOUT)
+                began = time.monotonic()
+                up = _make("up-cluster", env, UP_TIMEOUT)
+                taken = "port is already allocated" in up.stdout + up.stderr
+                if up.returncode == 0 or not taken or attempt == UP_ATTEMPTS:
+                    break
+                # A port free a moment ago that Docker still counts as taken (a container
+                # of the test before, being removed): the same again on other ports.
+                print(f"`make up-cluster`: a host port was taken; again on others ({attempt})")
             assert up.returncode == 0, (
                 f"`make up-cluster` failed (exit {up.returncode}):\n"
                 f"{_tail(up.stdout)}\n{_tail(up.stderr)}"
