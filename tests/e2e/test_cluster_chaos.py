@@ -52,14 +52,7 @@ from saga_log.ops.env import local_env
 from tests.e2e.test_chaos import Broker as ChaosBroker
 from tests.e2e.test_chaos import (
     Planned,
-    check_bus,
-    check_fare_money,
-    check_fare_service,
-    check_inventory,
-    check_order_service,
-    check_outboxes,
-    check_payments,
-    check_queues,
+    check_every_saga,
     clock,
     in_flight,
     plan_sagas,
@@ -705,14 +698,7 @@ async def test_sagas_survive_a_node_killed_a_node_cut_off_and_replicas_killed(
         )
     for what, n in busy.items():
         figures.found("wrong", f"still busy after 90 s: {what} ({n})")
-    await check_order_service(stack, orders, figures)
-    await check_payments(stack, orders, figures)
-    await check_inventory(stack, orders, figures)
-    await check_fare_service(stack, fares, figures)
-    await check_fare_money(stack, fares, figures)
-    await check_outboxes(stack, sagas, figures)
-    await check_bus(stack, planned, figures)
-    await check_queues(broker, sagas, figures)
+    await check_every_saga(stack, broker, planned, figures)
 
     # Still one cluster, every quorum queue on every node, every replica online.
     queues = await asyncio.to_thread(quorum_queues, cluster, "rabbitmq-3")
