@@ -52,6 +52,7 @@ from saga_log.ops.env import local_env
 from tests.e2e.test_chaos import Broker as ChaosBroker
 from tests.e2e.test_chaos import (
     Planned,
+    _env,
     check_every_saga,
     clock,
     in_flight,
@@ -59,15 +60,17 @@ from tests.e2e.test_chaos import (
     wait_until_concluded,
     wait_until_quiet,
 )
-from tests.e2e.test_compose_smoke import _compose_command, _docker_answers, _make, _tail
+from tests.e2e.test_compose_smoke import (
+    _compose_command,
+    _docker_answers,
+    _make,
+    _save_logs,
+    _tail,
+)
 from tests.support import ARTIFACTS, ROOT, Stack, management_publish
 from tests.support import Broker as Access
 
 pytestmark = pytest.mark.docker
-
-
-def _env(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
 
 
 PROJECT = os.environ.get("SAGA_CLUSTER_CHAOS_PROJECT", "saga-cluster-chaos")
@@ -321,17 +324,7 @@ def cluster() -> Iterator[Cluster]:
             secrets = local_env(ROOT / ".env")
             yield Cluster(command, ports, secrets, up_seconds=round(time.monotonic() - began))
         finally:
-            logs = subprocess.run(
-                [*command, "logs", "--no-color", "--timestamps"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            ARTIFACTS.mkdir(exist_ok=True)
-            (ARTIFACTS / "cluster-chaos.log").write_text(logs.stdout + logs.stderr)
+            _save_logs(env, compose=command, artifact="cluster-chaos.log", timeout=120)
             down = _make("down-cluster", env, DOWN_TIMEOUT)
             if down.returncode != 0:
                 print(f"`make down-cluster` failed (exit {down.returncode}):\n{_tail(down.stderr)}")

@@ -132,9 +132,16 @@ def _wait_healthy(url: str, timeout: float) -> None:
     raise AssertionError(f"{url} not healthy within {timeout:.0f} s (last: {last})")
 
 
-def _save_logs(env: dict[str, str]) -> None:
-    """The stack's logs into test-artifacts/, for a failure to be read after `make down`."""
-    compose = _compose_command()
+def _save_logs(
+    env: dict[str, str],
+    *,
+    compose: list[str] | None = None,
+    artifact: str = "compose-smoke.log",
+    timeout: float = 60,
+) -> None:
+    """The stack's logs into test-artifacts/`artifact`, for a failure to be read after
+    `make down`; `compose` is the command that names the stack (`make up`'s by default)."""
+    compose = compose or _compose_command()
     if compose is None:
         return
     try:
@@ -144,13 +151,13 @@ def _save_logs(env: dict[str, str]) -> None:
             env=env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
         return
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "compose-smoke.log").write_text(logs.stdout + logs.stderr)
+    (ARTIFACTS / artifact).write_text(logs.stdout + logs.stderr)
 
 
 @pytest.fixture(scope="module")
