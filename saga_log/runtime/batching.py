@@ -5,8 +5,10 @@ outbox insert, one commit, one fsync), then acked.
 Each consumer runs one batch at a time, even a batch of one: what arrives while a
 transaction runs makes the next batch, so batches grow with load and a lone message waits
 for nothing, except on a consumer that publishes nothing (the history, the reactions to
-a saga's success): nobody waits for it, so it lingers a moment (`SAGA_LINGER`, 50 ms) to
-fill a batch, which at low load saves most of its transactions.
+a saga's success): nobody waits for it, so it lingers (`SAGA_LINGER`, 0.5 s) until its
+batch is full or the linger is over, which at low load saves most of its transactions
+(a history entry or a success reaction is at most that late; at high load batches fill
+at once and the linger costs nothing).
 
 A batch that fails in any way is rolled back whole and its messages take the one-message
 path, each with its own retries, parking and dead letters: a batch changes how many
@@ -16,6 +18,7 @@ transactions there are, never what any message does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -83,6 +86,8 @@ class GroupCommit:
         self._queue = queue
         self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Set when a full batch is waiting: it ends a linger early.
+        self._full = asyncio.Event()
 
     async def join(
         self, raw: AbstractIncomingMessage, message: Any, trace: MessageTrace = NO_TRACE
@@ -93,6 +98,8 @@ class GroupCommit:
             asyncio.get_running_loop().create_future(),
         )
         self._waiting.append(waiting)
+        if len(self._waiting) >= self._size:
+            self._full.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name=f"{self._queue}-batch")
         # Shielded: a delivery task cancelled at shutdown must not cancel its whole batch;
@@ -104,8 +111,13 @@ class GroupCommit:
         try:
             while self._waiting:
                 if self._linger and len(self._waiting) < self._size:
-                    # Off the saga's path (it publishes nothing): wait for company.
-                    await asyncio.sleep(self._linger)
+                    # Off the saga's path (it publishes nothing): wait for company, but
+                    # never past a full batch (a fixed sleep capped the consumer at one
+                    # batch per linger under load).
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self._linger)
+                self._full.clear()
                 batch = self._waiting[: self._size]
                 del self._waiting[: len(batch)]
                 committed = False

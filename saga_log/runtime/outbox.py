@@ -2,7 +2,7 @@
 
 Two paths, one guarantee. The fast path: a unit of work that committed outbox rows hands
 them to the relay, which publishes them at once (persistent, confirmed, pipelined on one
-channel) and stamps them `published_at` a moment later (up to 0.2 s, many rows in one
+channel) and stamps them `published_at` a moment later (up to 1 s, many rows in one
 statement: the stamps of a quiet service would otherwise be a commit each); no read of
 the outbox. The
 poller: every `poll_interval` it claims rows still unstamped after `grace` seconds (left by
@@ -78,7 +78,7 @@ class OutboxRelay:
         inbox: Table | None = None,
         inbox_retention: timedelta = timedelta(days=7),
         tracer: Tracer = NO_TRACER,
-        mark_delay: float = 0.2,
+        mark_delay: float = 1.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox

@@ -229,6 +229,13 @@ class ServiceRuntime:
         return broker
 
     def _subscribe(self, broker: RabbitBroker, subscription: Subscription) -> None:
+        # Only where nothing downstream waits: a consumer that publishes no event.
+        linger = 0.0 if subscription.consumer.emits else self.settings.linger
+        prefetch = self.settings.prefetch
+        if linger:
+            # It lingers until a batch is full: with no more in hand than a batch, RabbitMQ
+            # would send nothing while that batch commits (double buffering).
+            prefetch = max(prefetch, 2 * self.settings.batch_size)
         handler = DeliveryHandler(
             subscription,
             broker=broker,
@@ -240,13 +247,12 @@ class ServiceRuntime:
             trust=self.trust,
             publish_timeout=self.settings.publish_timeout,
             batch_size=self.settings.batch_size,
-            # Only where nothing downstream waits: a consumer that publishes no event.
-            linger=0.0 if subscription.consumer.emits else self.settings.linger,
+            linger=linger,
             protect=Protection.of(subscription.consumer, self.settings.field_cipher_or_none()),
             tracer=self.tracer,
         )
         self.handlers.append(handler)
-        subscribe(broker, handler, prefetch=self.settings.prefetch)
+        subscribe(broker, handler, prefetch=prefetch)
 
     async def start(self) -> None:
         expected = f"{self.settings.broker_user_prefix}{self.name}"

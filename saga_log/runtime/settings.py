@@ -39,10 +39,11 @@ class RuntimeSettings(BaseSettings):
     prefetch: int = Field(default=50, ge=1)
     #: At most this many deliveries share one transaction (1: one transaction each).
     batch_size: int = Field(default=50, ge=1)
-    #: Seconds a consumer that publishes nothing (the history, the success reactions)
-    #: waits to fill a batch: nothing downstream waits for it, and at low load its
-    #: transactions were a third of the database's (docs/performance.md). 0: never waits.
-    linger: float = Field(default=0.05, ge=0, le=5)
+    #: Seconds at most a consumer that publishes nothing (the history, the success
+    #: reactions) waits to fill a batch: nothing downstream waits for it, and at low load
+    #: its transactions were a third of the database's (docs/performance.md). A full
+    #: batch ends the wait. 0: never waits.
+    linger: float = Field(default=0.5, ge=0, le=5)
     retry_first_delay: float = Field(default=2.0, ge=0)
     retry_backoff: float = Field(default=2.0, ge=1)
     retry_max_attempts: int = Field(default=3, ge=0)

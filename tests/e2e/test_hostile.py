@@ -549,7 +549,7 @@ async def test_a_compensation_replayed_for_a_succeeded_saga_undoes_nothing(stack
         await eventually(known_succeeded, timeout=30)
 
         async def every_event_stamped() -> bool:
-            # The relays stamp what RabbitMQ confirmed up to 0.2 s later: a stamp landing
+            # The relays stamp what RabbitMQ confirmed up to 1 s later: a stamp landing
             # between the two snapshots is not something the replays changed.
             for url in stack.database_urls.values():
                 unstamped = await fetch(

@@ -153,6 +153,17 @@ async def test_a_lingering_consumer_gathers_what_arrives_one_by_one_into_one_tra
     assert len([t for t in db.transactions if t]) == 1
 
 
+async def test_a_full_batch_ends_the_linger_at_once() -> None:
+    # A fixed sleep would cap a lingering consumer at one batch per linger under load.
+    delivery, _, _, batches = wire(batch_size=3, linger=30.0)
+    raws = [FakeRaw(order_created(f"order-{i}")) for i in range(3)]
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    assert batches == [[f"order-{i}" for i in range(3)]]
+    assert [raw.acks for raw in raws] == [1, 1, 1]
+
+
 async def test_without_linger_a_lone_message_waits_for_nothing() -> None:
     delivery, _, _, batches = wire()
     raws = [FakeRaw(order_created(f"order-{i}")) for i in range(3)]
