@@ -15,11 +15,9 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
-    bindparam,
     func,
-    select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
+from sqlalchemy.dialects.postgresql import insert
 
 from saga_log.runtime.subscription import Received
 from saga_log.runtime.unit_of_work import UnitOfWork
@@ -74,11 +72,11 @@ async def cancelled_among(
 ) -> set[str]:
     """Which of these sagas were cancelled (call with their locks held, so that the answer
     stays true for the rest of the transaction)."""
-    rows = await uow.connection.execute(
-        select(table.c.saga_id).where(
-            table.c.saga_type == saga_type,
-            table.c.saga_id == func.any(bindparam("ids", list(set(saga_ids)), type_=ARRAY(TEXT))),
-        )
+    # On asyncpg, not SQLAlchemy: every forward step of a participant runs it (unit_of_work).
+    rows = await uow.fetch(
+        f"SELECT saga_id FROM {table.name} WHERE saga_type = $1 AND saga_id = ANY($2::text[])",
+        saga_type,
+        sorted(set(saga_ids)),
     )
     return {str(row[0]) for row in rows}
 

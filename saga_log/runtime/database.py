@@ -37,12 +37,19 @@ def create_engine(
     empty, that plan is a sequential scan, and nothing replans it until the table is
     analysed (never, with autovacuum off). Planning costs tens of microseconds a statement;
     the scan it avoids grew with every saga recorded."""
-    settings = {} if flush_commits else {"synchronous_commit": "off"}
+    # The unit of work quotes some values into SQL (a simple query takes no parameters)
+    # and its quoting is right only with standard strings: never leave that to the
+    # server's configuration.
+    settings = {"standard_conforming_strings": "on"}
+    if not flush_commits:
+        settings["synchronous_commit"] = "off"
     if custom_plans:
         settings["plan_cache_mode"] = "force_custom_plan"
-    connect_args = {"server_settings": settings} if settings else {}
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"server_settings": settings},
     )
 
 

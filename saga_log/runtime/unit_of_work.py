@@ -6,6 +6,11 @@ layer cost more than the round trip itself (about 230 against 90 microseconds a 
 `docs/performance.md`). Handlers keep SQLAlchemy Core on `connection`, in the same
 transaction: the transaction is asyncpg's, and SQLAlchemy's side of the connection is in
 autocommit, so that it neither begins nor commits one of its own.
+
+A hop's transaction takes three round trips of the runtime's: BEGIN travels with the
+inbox claim, and the outbox insert with the COMMIT, each pair as one simple query (which
+takes no parameters, so their values go in as quoted literals, `_literal`); in between,
+the handler's own statements. Before, BEGIN and COMMIT were round trips of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import EXCHANGE, Event, encode
@@ -61,15 +67,26 @@ class UnitOfWork:
         self.trace_context: dict[str, Mapping[str, str]] = {}
         self._connection: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection beneath `_connection`
-        self._transaction: Any = None  # asyncpg's Transaction
+        #: Whether BEGIN has been sent: it goes out with the unit of work's first statement.
+        self._begun = False
         self._locked: set[str] = set()
         self.committed = False
 
     @property
     def connection(self) -> AsyncConnection:
-        if self._connection is None:
-            raise RuntimeError("the unit of work is used outside its `async with` block")
+        self._in_block()
+        if not self._begun:
+            # A statement through SQLAlchemy now would run outside the transaction.
+            raise RuntimeError(
+                "the transaction has not begun: claim, lock or `await uow.begin()` first"
+            )
+        assert self._connection is not None
         return self._connection
+
+    async def begin(self) -> None:
+        """Send BEGIN now, if no statement has yet (handlers need not: the delivery path
+        claims first; see `_run`)."""
+        await self._run("")
 
     async def __aenter__(self) -> UnitOfWork:
         for _ in range(_DEAD_CONNECTIONS_SKIPPED):
@@ -85,8 +102,8 @@ class UnitOfWork:
                     # message (a whole pool of them once parked a message of a saga).
                     await _discard(connection)
                     continue
-                self._transaction = self._driver.transaction()
-                await self._transaction.start()
+                # BEGIN travels with the first statement (see `_run`), not on its own.
+                self._begun = False
             except BaseException:
                 await _discard(connection)
                 raise
@@ -106,11 +123,11 @@ class UnitOfWork:
         connection = self._connection
         assert connection is not None
         self._connection = None
-        if self.committed:
+        if self.committed or not self._begun:
             await connection.close()
             return
         try:
-            await self._transaction.rollback()
+            await self._driver.execute("ROLLBACK")
         except Exception:
             # The connection is broken: never hand it back to the pool with a transaction
             # open. If the work itself failed (a commit that never came back, say), that
@@ -147,7 +164,23 @@ class UnitOfWork:
         if not unique:
             return set()
         sagas = sorted(set(saga_ids) - self._locked)
-        self.connection  # noqa: B018 (inside the `async with` block, or say so)
+        self._in_block()
+        if not self._begun and len(unique) == 1:
+            # The usual first statement of a hop: BEGIN and the claim in one round trip.
+            # A simple query returns no rows, only the last command's tag: INSERT 0 1
+            # when this claim is new, INSERT 0 0 when the key was taken.
+            ((message_id, message_type),) = unique.items()
+            tag = await self._run(
+                _claim_statement(self._inbox.name, literal=True).format(
+                    consumer=_literal(consumer),
+                    message_id=_literal(message_id),
+                    message_type=_literal(message_type),
+                    sagas=_text_array(sagas),
+                )
+            )
+            self._locked.update(sagas)
+            return {message_id} if tag == "INSERT 0 1" else set()
+        await self.begin()
         # Arrays, not a multi-row VALUES: one SQL text whatever the batch size, so one
         # prepared statement per connection instead of one per size.
         rows = await self._driver.fetch(
@@ -167,16 +200,52 @@ class UnitOfWork:
         that two transactions locking overlapping sets never wait for each other in a cycle."""
         ids = sorted(set(saga_ids) - self._locked)  # a lock held is held to the end
         if ids:
-            self.connection  # noqa: B018
+            self._in_block()
+            await self.begin()
             await self._driver.execute(_LOCK_SAGAS, ids)  # it sorts them, as Python does
             self._locked.update(ids)
 
     async def now(self) -> datetime:
         """The database's clock: the start of this transaction (one clock for every
         service's deadlines, whatever the hosts' clocks say)."""
-        self.connection  # noqa: B018
+        self._in_block()
+        await self.begin()
         now: datetime = await self._driver.fetchval("SELECT now()")
         return now
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """A runtime statement straight on asyncpg, in this transaction (SQLAlchemy's layer
+        costs more than the round trip: the module docstring); asyncpg Records."""
+        self._in_block()
+        await self.begin()
+        rows: list[Any] = await self._driver.fetch(sql, *args)
+        return rows
+
+    async def insert(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        skip_conflicts: bool = True,
+        returning: str | None = None,
+    ) -> list[Any]:
+        """Insert `rows` (mappings with the same keys) into `table`, in one statement
+        straight on asyncpg (a handler's hot write: SQLAlchemy's layer cost more than the
+        round trip, the module docstring), one array per column, so one SQL text whatever
+        the number of rows. A row whose key exists is skipped unless `skip_conflicts` is
+        False; `returning` names a column to return of each row inserted. JSON columns
+        take Python values, serialised here as SQLAlchemy would."""
+        if not rows:
+            return []
+        self._in_block()
+        await self.begin()
+        names = tuple(rows[0])
+        sql, json_columns = _insert_statement(table, names, skip_conflicts, returning)
+        columns = [[row[name] for row in rows] for name in names]
+        for index in json_columns:
+            columns[index] = [json.dumps(value) for value in columns[index]]
+        found: list[Any] = await self._driver.fetch(sql, *columns)
+        return found
 
     def restrict(self, events: Iterable[type[Event]]) -> None:
         """From now on publish only `events` (a delivery narrows its service's events to
@@ -201,24 +270,40 @@ class UnitOfWork:
         return tuple(self._pending)
 
     async def commit(self) -> None:
-        self.connection  # noqa: B018
+        self._in_block()
         ambient = tracing.current_carrier()
         rows = [
             _outbox_row(event, self.trace_context.get(event.causation_id, ambient))
             for event in self._pending
         ]
-        if rows:
-            # Message ids are derived from the cause: a row already there is this very event,
-            # written by an earlier attempt whose message came back (e.g. a crash before the
-            # ack of a parked compensation). Writing it once is the point.
-            await self._driver.execute(
-                _outbox_statement(self._outbox.name),
-                *_outbox_columns(rows),
-            )
-        await self._transaction.commit()
+        # Message ids are derived from the cause: a row already there is this very event,
+        # written by an earlier attempt whose message came back (e.g. a crash before the
+        # ack of a parked compensation). Writing it once is the point. The insert and the
+        # COMMIT go in one round trip; if the insert fails, PostgreSQL runs no COMMIT.
+        if not rows and not self._begun:
+            self.committed = True  # no statement ran: nothing to commit
+            return
+        insert = _outbox_values_statement(self._outbox.name, rows) if rows else ""
+        tag = await self._run(f"{insert}; COMMIT" if insert else "COMMIT")
+        if tag != "COMMIT":
+            # COMMIT in a transaction that an earlier error aborted answers ROLLBACK.
+            raise RuntimeError(f"the transaction was not committed (PostgreSQL said {tag!r})")
         self.committed = True
         if rows:
             self._on_commit(rows)
+
+    def _in_block(self) -> None:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is used outside its `async with` block")
+
+    async def _run(self, sql: str) -> str:
+        """Run `sql` (a simple query, no parameters), preceded by BEGIN if none was sent
+        yet, in one round trip; the last command's tag. An empty `sql` only begins."""
+        if self._begun:
+            return str(await self._driver.execute(sql)) if sql else ""
+        # Marked first: if the round trip fails after BEGIN ran, the rollback is needed.
+        self._begun = True
+        return str(await self._driver.execute(f"BEGIN; {sql}" if sql else "BEGIN"))
 
 
 #: More than a pool holds (database.create_engine: 10, and 10 more of overflow).
@@ -226,19 +311,51 @@ _DEAD_CONNECTIONS_SKIPPED = 32
 
 
 @functools.cache
-def _claim_statement(inbox: str) -> str:
+def _claim_statement(inbox: str, *, literal: bool = False) -> str:
     # The locks first, all of them (the aggregate), in the order Python sorts (COLLATE
     # "C", whatever the database's collation), so that two transactions locking
     # overlapping sets never wait for each other in a cycle; then the claims.
-    return (
+    # `literal`: one claim, its values as quoted literals (a template for str.format),
+    # for the simple query that carries BEGIN too.
+    locked = (
         "WITH locked AS (SELECT count(pg_advisory_xact_lock(hashtext(id))) AS n"
-        ' FROM (SELECT id FROM unnest($4::text[]) AS t(id) ORDER BY id COLLATE "C") AS ids)'
+        ' FROM (SELECT id FROM unnest({sagas}) AS t(id) ORDER BY id COLLATE "C") AS ids)'
         f" INSERT INTO {inbox} (consumer, message_id, message_type)"
-        " SELECT $1::text, claimed.id, claimed.type"
+    )
+    if literal:
+        return (
+            locked + " SELECT {consumer}, {message_id}, {message_type} FROM locked"
+            " ON CONFLICT DO NOTHING"
+        )
+    return (
+        locked.format(sagas="$4::text[]") + " SELECT $1::text, claimed.id, claimed.type"
         " FROM locked, unnest($2::text[], $3::text[]) AS claimed(id, type)"
         " ON CONFLICT DO NOTHING RETURNING message_id"
     )
 
+
+@functools.cache
+def _insert_statement(
+    table: Table, names: tuple[str, ...], skip_conflicts: bool, returning: str | None
+) -> tuple[str, list[int]]:
+    arrays = []
+    json_columns = []
+    for index, name in enumerate(names, start=1):
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            arrays.append(f"${index}::text[]::jsonb[]")
+            json_columns.append(index - 1)
+        else:
+            arrays.append(f"${index}::{column_type.compile(dialect=_POSTGRESQL)}[]")
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({', '.join(arrays)})"
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning is not None:
+        sql += f" RETURNING {table.c[returning].name}"
+    return sql, json_columns
+
+
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 _LOCK_SAGAS = (
     "SELECT count(pg_advisory_xact_lock(hashtext(id)))"
@@ -257,21 +374,41 @@ _OUTBOX_COLUMNS = (
 )
 
 
-@functools.cache
-def _outbox_statement(outbox: str) -> str:
+def _outbox_values_statement(outbox: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The outbox insert with its values as literals, to share a simple query (one round
+    trip) with the COMMIT: a simple query takes no parameters."""
+    values = ", ".join(
+        "({}::uuid, {}, {}, {}, {}, {}::jsonb, {}::bytea, {}::timestamptz)".format(
+            _literal(str(row["message_id"])),
+            _literal(row["exchange"]),
+            _literal(row["routing_key"]),
+            _literal(row["message_type"]),
+            _literal(row["correlation_id"]),
+            _literal(json.dumps(row["headers"])),
+            f"'\\x{bytes(row['body']).hex()}'",
+            _literal(row["created_at"].isoformat()),
+        )
+        for row in rows
+    )
     return (
-        f"INSERT INTO {outbox} ({', '.join(_OUTBOX_COLUMNS)})"
-        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[]::jsonb[], $7::bytea[], $8::timestamptz[])"
+        f"INSERT INTO {outbox} ({', '.join(_OUTBOX_COLUMNS)}) VALUES {values}"
         " ON CONFLICT (message_id) DO NOTHING"
     )
 
 
-def _outbox_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    columns = [[row[column] for row in rows] for column in _OUTBOX_COLUMNS]
-    headers = _OUTBOX_COLUMNS.index("headers")
-    columns[headers] = [json.dumps(value) for value in columns[headers]]
-    return columns
+def _literal(value: str) -> str:
+    """`value` as a PostgreSQL string literal. Safe because every connection of ours has
+    `standard_conforming_strings` on (database.create_engine sets it): in such a literal
+    only the quote is special, and doubling it is the whole escape."""
+    if not isinstance(value, str):
+        raise TypeError(f"a literal must be a str, not {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError("PostgreSQL text cannot hold a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _text_array(values: Sequence[str]) -> str:
+    return f"ARRAY[{', '.join(_literal(v) for v in values)}]::text[]"
 
 
 async def _discard(connection: AsyncConnection) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 
 from saga_log.runtime import UnitOfWork
 from services.inventory.domain import RESERVE, InventoryTransaction
@@ -15,10 +14,7 @@ from services.inventory.tables import inventory
 async def write(uow: UnitOfWork, *rows: InventoryTransaction) -> None:
     """Write inventory rows. Their transaction ids are derived from the saga and the kind:
     a write repeated for any reason is a no-op."""
-    if rows:
-        await uow.connection.execute(
-            insert(inventory).on_conflict_do_nothing(), [asdict(row) for row in rows]
-        )
+    await uow.insert(inventory, [asdict(row) for row in rows])
 
 
 async def reserve_of(uow: UnitOfWork, order_id: str) -> InventoryTransaction | None:

@@ -16,10 +16,7 @@ from services.payment.tables import fare_charges, payments
 async def write_payments(uow: UnitOfWork, *written: Payment) -> None:
     """Write payment rows. Their transaction ids are derived from the saga and the kind:
     a write repeated for any reason is a no-op."""
-    if written:
-        await uow.connection.execute(
-            insert(payments).on_conflict_do_nothing(), [asdict(row) for row in written]
-        )
+    await uow.insert(payments, [asdict(row) for row in written])
 
 
 async def debit_of(uow: UnitOfWork, order_id: str) -> Payment | None:

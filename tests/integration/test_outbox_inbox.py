@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import uuid
 from decimal import Decimal
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import SagaWatcher
 from saga_log.runtime import ServiceRuntime
+from services.payment.tables import inbox as inbox_table
 from services.payment.tables import outbox as outbox_table
 from services.payment.tables import payments
 from tests.integration.conftest import Outbox
@@ -83,6 +86,69 @@ async def test_committed_event_is_published_once_confirmed(
     (seen,) = await eventually(arrived)
     assert seen["message_id"] == str(event.message_id)
     assert seen["correlation_id"] == event.order_id
+
+
+async def test_quotes_and_backslashes_go_through_the_quoted_statements_unchanged(
+    outbox: Outbox,
+) -> None:
+    # BEGIN with the claim, and the outbox insert with the COMMIT, are simple queries whose
+    # values are quoted literals (unit_of_work): hostile text must arrive as it was sent.
+    hostile = r"cause-'); DROP TABLE outbox; --\' " + '"$1 \\x00 ;'
+    key = r"m-'); DELETE FROM inbox; --\\"
+    event = PaymentDebited.caused_by(
+        hostile,
+        producer="payment",
+        order_id=fresh_order_id("ok"),
+        transaction_id=transaction_id("hostile", "Debit"),
+        amount=Decimal("10.00"),
+        items=[],
+    )
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim("payment.debit_payment", key, "Order'Created")
+        uow.publish(event)
+        await uow.commit()
+    async with outbox.unit_of_work() as uow:
+        assert not await uow.claim("payment.debit_payment", key, "Order'Created")
+    async with outbox.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(outbox_table).where(outbox_table.c.message_id == event.message_id)
+            )
+        ).one()
+        (claimed,) = (
+            await connection.execute(
+                select(inbox_table.c.message_id, inbox_table.c.message_type).where(
+                    inbox_table.c.message_id == key
+                )
+            )
+        ).all()
+    assert row.headers["causation_id"] == hostile
+    assert bytes(row.body) == encode(event)
+    assert row.created_at == event.occurred_at
+    assert tuple(claimed) == (key, "Order'Created")
+    assert await outbox.relay.relay_once() == 1
+
+
+@pytest.mark.parametrize("publishes", [False, True])
+async def test_a_commit_after_a_failed_statement_fails_and_keeps_nothing(
+    outbox: Outbox, publishes: bool
+) -> None:
+    key = f"m-aborted-{uuid.uuid4().hex}"
+    with pytest.raises(Exception) as failed:
+        async with outbox.unit_of_work() as uow:
+            assert await uow.claim("payment.debit_payment", key, "OrderCreated")
+            with contextlib.suppress(Exception):  # a handler that swallowed its error
+                await uow.connection.execute(text("SELECT 1 / 0"))
+            if publishes:
+                uow.publish(debited(fresh_order_id("ok")))
+            await uow.commit()
+    # Without events PostgreSQL answers the COMMIT with ROLLBACK; with them, the insert
+    # before it fails: either way the unit of work says so instead of calling it done.
+    assert "not committed" in str(failed.value) or "aborted" in str(failed.value)
+    assert outbox.wakeups == 0
+    assert await unpublished(outbox) == 0
+    async with outbox.unit_of_work() as uow:
+        assert await uow.claim("payment.debit_payment", key, "OrderCreated")
 
 
 async def test_crash_between_publish_and_stamp_republishes_the_same_message_id(
@@ -155,6 +221,7 @@ async def test_a_connection_lost_before_the_commit_is_discarded_and_nothing_is_p
     order_id = fresh_order_id("ok")
     with pytest.raises(Exception) as failed:
         async with outbox.unit_of_work() as uow:
+            await uow.begin()
             pid = await uow.connection.scalar(select(func.pg_backend_pid()))
             async with outbox.engine.connect() as other:
                 await other.scalar(select(func.pg_terminate_backend(pid)))
