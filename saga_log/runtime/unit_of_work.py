@@ -7,10 +7,11 @@ layer cost more than the round trip itself (about 230 against 90 microseconds a 
 transaction: the transaction is asyncpg's, and SQLAlchemy's side of the connection is in
 autocommit, so that it neither begins nor commits one of its own.
 
-A hop's transaction takes three round trips of the runtime's: BEGIN travels with the
-inbox claim, and the outbox insert with the COMMIT, each pair as one simple query (which
-takes no parameters, so their values go in as quoted literals, `_literal`); in between,
-the handler's own statements. Before, BEGIN and COMMIT were round trips of their own.
+A hop's transaction takes two round trips of the runtime's: BEGIN travels with the inbox
+claim, and the outbox insert with the COMMIT, each pair as one simple query; in between,
+the handler's own statements. Before, BEGIN and COMMIT were round trips of their own. A
+simple query takes no parameters, so the claim and the insert are PREPAREd once per
+connection and EXECUTEd with their arguments as quoted literals (`_literal`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -171,12 +174,9 @@ class UnitOfWork:
             # when this claim is new, INSERT 0 0 when the key was taken.
             ((message_id, message_type),) = unique.items()
             tag = await self._run(
-                _claim_statement(self._inbox.name, literal=True).format(
-                    consumer=_literal(consumer),
-                    message_id=_literal(message_id),
-                    message_type=_literal(message_type),
-                    sagas=_text_array(sagas),
-                )
+                f"EXECUTE {_claim_name(self._inbox.name)}({_literal(consumer)},"
+                f" {_text_array([message_id])}, {_text_array([message_type])},"
+                f" {_text_array(sagas)})"
             )
             self._locked.update(sagas)
             return {message_id} if tag == "INSERT 0 1" else set()
@@ -227,20 +227,24 @@ class UnitOfWork:
         rows: Sequence[Mapping[str, Any]],
         *,
         skip_conflicts: bool = True,
+        update_on_conflict: Sequence[str] = (),
         returning: str | None = None,
     ) -> list[Any]:
         """Insert `rows` (mappings with the same keys) into `table`, in one statement
         straight on asyncpg (a handler's hot write: SQLAlchemy's layer cost more than the
         round trip, the module docstring), one array per column, so one SQL text whatever
-        the number of rows. A row whose key exists is skipped unless `skip_conflicts` is
-        False; `returning` names a column to return of each row inserted. JSON columns
-        take Python values, serialised here as SQLAlchemy would."""
+        the number of rows. A row whose primary key exists updates the columns named in
+        `update_on_conflict` if any, else is skipped unless `skip_conflicts` is False;
+        `returning` names a column to return of each row inserted. JSON columns take
+        Python values, serialised here as SQLAlchemy would."""
         if not rows:
             return []
         self._in_block()
         await self.begin()
         names = tuple(rows[0])
-        sql, json_columns = _insert_statement(table, names, skip_conflicts, returning)
+        sql, json_columns = _insert_statement(
+            table, names, skip_conflicts, tuple(update_on_conflict), returning
+        )
         columns = [[row[name] for row in rows] for name in names]
         for index in json_columns:
             columns[index] = [json.dumps(value) for value in columns[index]]
@@ -283,7 +287,7 @@ class UnitOfWork:
         if not rows and not self._begun:
             self.committed = True  # no statement ran: nothing to commit
             return
-        insert = _outbox_values_statement(self._outbox.name, rows) if rows else ""
+        insert = _outbox_execute(self._outbox.name, rows) if rows else ""
         tag = await self._run(f"{insert}; COMMIT" if insert else "COMMIT")
         if tag != "COMMIT":
             # COMMIT in a transaction that an earlier error aborted answers ROLLBACK.
@@ -299,44 +303,82 @@ class UnitOfWork:
     async def _run(self, sql: str) -> str:
         """Run `sql` (a simple query, no parameters), preceded by BEGIN if none was sent
         yet, in one round trip; the last command's tag. An empty `sql` only begins."""
-        if self._begun:
-            return str(await self._driver.execute(sql)) if sql else ""
-        # Marked first: if the round trip fails after BEGIN ran, the rollback is needed.
-        self._begun = True
-        return str(await self._driver.execute(f"BEGIN; {sql}" if sql else "BEGIN"))
+        if not self._begun:
+            await self._prepare()
+        try:
+            if self._begun:
+                return str(await self._driver.execute(sql)) if sql else ""
+            # Marked first: if the round trip fails after BEGIN ran, the rollback is needed.
+            self._begun = True
+            return str(await self._driver.execute(f"BEGIN; {sql}" if sql else "BEGIN"))
+        except asyncpg.InvalidSQLStatementNameError:
+            # Our prepared statements are gone (DEALLOCATE ALL, say): this unit of work
+            # fails and is retried like any other, the next one prepares them again.
+            _PREPARED.pop(self._driver, None)
+            raise
+
+    async def _prepare(self) -> None:
+        """PREPARE the claim and the outbox insert on this connection, once (one round
+        trip per pooled connection): EXECUTE then runs them in a simple query, sharing its
+        round trip with BEGIN or COMMIT, with a plan PostgreSQL keeps instead of parsing
+        and planning their text every time."""
+        prepared = _PREPARED.setdefault(self._driver, set())
+        wanted = _prepare_statements(self._inbox.name, self._outbox.name)
+        missing = [sql for name, sql in wanted.items() if name not in prepared]
+        if missing:
+            await self._driver.execute("; ".join(missing))
+            prepared.update(wanted)
 
 
 #: More than a pool holds (database.create_engine: 10, and 10 more of overflow).
 _DEAD_CONNECTIONS_SKIPPED = 32
 
 
+#: Per asyncpg connection, the names of the runtime's statements PREPAREd on it.
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
 @functools.cache
-def _claim_statement(inbox: str, *, literal: bool = False) -> str:
+def _claim_statement(inbox: str) -> str:
     # The locks first, all of them (the aggregate), in the order Python sorts (COLLATE
     # "C", whatever the database's collation), so that two transactions locking
     # overlapping sets never wait for each other in a cycle; then the claims.
-    # `literal`: one claim, its values as quoted literals (a template for str.format),
-    # for the simple query that carries BEGIN too.
-    locked = (
-        "WITH locked AS (SELECT count(pg_advisory_xact_lock(hashtext(id))) AS n"
-        ' FROM (SELECT id FROM unnest({sagas}) AS t(id) ORDER BY id COLLATE "C") AS ids)'
-        f" INSERT INTO {inbox} (consumer, message_id, message_type)"
-    )
-    if literal:
-        return (
-            locked + " SELECT {consumer}, {message_id}, {message_type} FROM locked"
-            " ON CONFLICT DO NOTHING"
-        )
     return (
-        locked.format(sagas="$4::text[]") + " SELECT $1::text, claimed.id, claimed.type"
+        "WITH locked AS (SELECT count(pg_advisory_xact_lock(hashtext(id))) AS n"
+        ' FROM (SELECT id FROM unnest($4::text[]) AS t(id) ORDER BY id COLLATE "C") AS ids)'
+        f" INSERT INTO {inbox} (consumer, message_id, message_type)"
+        " SELECT $1::text, claimed.id, claimed.type"
         " FROM locked, unnest($2::text[], $3::text[]) AS claimed(id, type)"
         " ON CONFLICT DO NOTHING RETURNING message_id"
     )
 
 
+def _claim_name(inbox: str) -> str:
+    return f"saga_claim_{inbox}"
+
+
+def _outbox_name(outbox: str) -> str:
+    return f"saga_outbox_{outbox}"
+
+
+@functools.cache
+def _prepare_statements(inbox: str, outbox: str) -> dict[str, str]:
+    return {
+        _claim_name(inbox): f"PREPARE {_claim_name(inbox)} (text, text[], text[], text[]) AS "
+        + _claim_statement(inbox),
+        _outbox_name(outbox): f"PREPARE {_outbox_name(outbox)}"
+        " (uuid[], text[], text[], text[], text[], text[], bytea[], timestamptz[]) AS "
+        + _outbox_statement(outbox),
+    }
+
+
 @functools.cache
 def _insert_statement(
-    table: Table, names: tuple[str, ...], skip_conflicts: bool, returning: str | None
+    table: Table,
+    names: tuple[str, ...],
+    skip_conflicts: bool,
+    update_on_conflict: tuple[str, ...],
+    returning: str | None,
 ) -> tuple[str, list[int]]:
     arrays = []
     json_columns = []
@@ -348,7 +390,13 @@ def _insert_statement(
         else:
             arrays.append(f"${index}::{column_type.compile(dialect=_POSTGRESQL)}[]")
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({', '.join(arrays)})"
-    if skip_conflicts:
+    if update_on_conflict:
+        key = ", ".join(column.name for column in table.primary_key.columns)
+        updates = ", ".join(
+            f"{table.c[name].name} = EXCLUDED.{table.c[name].name}" for name in update_on_conflict
+        )
+        sql += f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    elif skip_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     if returning is not None:
         sql += f" RETURNING {table.c[returning].name}"
@@ -374,25 +422,39 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _outbox_values_statement(outbox: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    """The outbox insert with its values as literals, to share a simple query (one round
-    trip) with the COMMIT: a simple query takes no parameters."""
-    values = ", ".join(
-        "({}::uuid, {}, {}, {}, {}, {}::jsonb, {}::bytea, {}::timestamptz)".format(
-            _literal(str(row["message_id"])),
-            _literal(row["exchange"]),
-            _literal(row["routing_key"]),
-            _literal(row["message_type"]),
-            _literal(row["correlation_id"]),
-            _literal(json.dumps(row["headers"])),
-            f"'\\x{bytes(row['body']).hex()}'",
-            _literal(row["created_at"].isoformat()),
-        )
-        for row in rows
-    )
+@functools.cache
+def _outbox_statement(outbox: str) -> str:
     return (
-        f"INSERT INTO {outbox} ({', '.join(_OUTBOX_COLUMNS)}) VALUES {values}"
+        f"INSERT INTO {outbox} ({', '.join(_OUTBOX_COLUMNS)})"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[]::jsonb[], $7::bytea[], $8::timestamptz[])"
         " ON CONFLICT (message_id) DO NOTHING"
+    )
+
+
+def _outbox_execute(outbox: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """EXECUTE of the prepared outbox insert, its arguments as literals, to share a simple
+    query (one round trip) with the COMMIT: a simple query takes no parameters."""
+
+    def array(values: Iterable[str], cast: str) -> str:
+        return f"ARRAY[{', '.join(f'{value}::{cast}' for value in values)}]"
+
+    return (
+        f"EXECUTE {_outbox_name(outbox)}("
+        + ", ".join(
+            (
+                array((_literal(str(row["message_id"])) for row in rows), "uuid"),
+                _text_array([row["exchange"] for row in rows]),
+                _text_array([row["routing_key"] for row in rows]),
+                _text_array([row["message_type"] for row in rows]),
+                _text_array([row["correlation_id"] for row in rows]),
+                _text_array([json.dumps(row["headers"]) for row in rows]),
+                # Hex, which needs no quoting: the body is bytes, any bytes.
+                array((f"'\\x{bytes(row['body']).hex()}'" for row in rows), "bytea"),
+                array((_literal(row["created_at"].isoformat()) for row in rows), "timestamptz"),
+            )
+        )
+        + ")"
     )
 
 
