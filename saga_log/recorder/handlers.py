@@ -8,9 +8,6 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, TEXT, insert
-
 from contracts import SagaMessage
 from saga_log.recorder.state import STATE_FIELDS, derive
 from saga_log.recorder.tables import saga_events, sagas
@@ -29,17 +26,14 @@ async def record_event(uow: UnitOfWork, batch: Batch[SagaMessage]) -> None:
     # Serialise per saga: two of its events recorded at once must not each derive the
     # state from a history that lacks the other.
     await uow.lock_sagas(saga_ids)
-    await uow.connection.execute(
-        insert(saga_events).on_conflict_do_nothing(), [_event_row(r) for r in batch]
-    )
+    # Straight on asyncpg, one statement each whatever the batch's size (UnitOfWork.insert):
+    # through SQLAlchemy, each event and each saga was a statement of its own.
+    await uow.insert(saga_events, [_event_row(r) for r in batch])
     events = await _events_of(uow, saga_ids)
-    statement = insert(sagas)
-    await uow.connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[sagas.c.saga_type, sagas.c.saga_id],
-            set_={name: statement.excluded[name] for name in _STATE_COLUMNS},
-        ),
+    await uow.insert(
+        sagas,
         [_state_row(kind, saga_id, events[(kind, saga_id)]) for kind, saga_id in sagas_in_batch],
+        update_on_conflict=_STATE_COLUMNS,
     )
 
 
@@ -48,20 +42,9 @@ async def _events_of(
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     # Only the payload fields the state is derived from, as text: decoding every stored
     # payload of every saga in the batch was a fifth of the history's CPU.
-    rows = await uow.connection.execute(
-        select(
-            saga_events.c.saga_type,
-            saga_events.c.saga_id,
-            saga_events.c.type,
-            saga_events.c.occurred_at,
-            saga_events.c.received_at,
-            *(saga_events.c.payload[field].astext.label(field) for field in STATE_FIELDS),
-        ).where(saga_events.c.saga_id == func.any(bindparam("ids", type_=ARRAY(TEXT)))),
-        {"ids": saga_ids},
-    )
+    rows = await uow.fetch(_EVENTS_OF, saga_ids)
     events: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        values = row._mapping
+    for values in rows:
         events[(values["saga_type"], values["saga_id"])].append(
             {
                 "type": values["type"],
@@ -72,6 +55,13 @@ async def _events_of(
         )
     return events
 
+
+# The state's fields are names of ours (recorder.state), never input.
+_EVENTS_OF = (
+    "SELECT saga_type, saga_id, type, occurred_at, received_at, "
+    + ", ".join(f"payload->>'{field}' AS {field}" for field in STATE_FIELDS)
+    + " FROM saga_events WHERE saga_id = ANY($1::text[])"
+)
 
 _STATE_COLUMNS = (
     "status",
