@@ -13,6 +13,10 @@ at once and the linger costs nothing).
 A batch that fails in any way is rolled back whole and its messages take the one-message
 path, each with its own retries, parking and dead letters: a batch changes how many
 transactions there are, never what any message does.
+
+A committed batch is acked with one frame (basic.ack `multiple`: RabbitMQ settles the
+whole batch at once, a quorum queue with one log entry) when that frame settles nothing
+else (`SettledTags`); otherwise with one frame per message.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -67,6 +72,66 @@ class Transactor(Protocol):
     def received(self, raw: AbstractIncomingMessage, message: Any) -> Received[Any]: ...
 
 
+class SettledTags:
+    """Which deliveries of each channel are settled, so that a batch may be acked with one
+    frame: basic.ack `multiple` settles every delivery of the channel up to its tag, which
+    is right only when each one below the batch's highest tag is in the batch or settled
+    already. Delivery tags count up from 1 on each channel, so what is not settled is what
+    lies above a floor (everything up to it is settled), less the settled tags above it.
+    A delivery counts as settled only once its handling returned: one still anywhere else
+    (arriving, waiting, retried) keeps its batch on one frame per message, never lost."""
+
+    def __init__(self) -> None:
+        self._channels: weakref.WeakKeyDictionary[Any, _ChannelTags] = weakref.WeakKeyDictionary()
+
+    def settled(self, raw: AbstractIncomingMessage) -> None:
+        found = _channel_and_tag(raw)
+        if found is not None:
+            channel, tag = found
+            self._channels.setdefault(channel, _ChannelTags()).add(tag)
+
+    def one_frame(self, raws: Sequence[AbstractIncomingMessage]) -> AbstractIncomingMessage | None:
+        """The delivery whose ack with `multiple` settles exactly `raws`, if there is one."""
+        if len(raws) < 2:
+            return None
+        found = [_channel_and_tag(raw) for raw in raws]
+        pairs = [pair for pair in found if pair is not None]
+        if len(pairs) != len(raws) or any(c is not pairs[0][0] for c, _ in pairs):
+            return None
+        tags = [tag for _, tag in pairs]
+        batch, top = set(tags), max(tags)
+        known = self._channels.get(pairs[0][0]) or _ChannelTags()
+        for tag in range(known.floor + 1, top + 1):
+            if tag not in batch and tag not in known.above:
+                return None  # a delivery below the top is still in hand somewhere else
+        return raws[tags.index(top)]
+
+
+@dataclass
+class _ChannelTags:
+    floor: int = 0  # every tag up to it is settled
+    above: set[int] = field(default_factory=set)  # settled tags above the floor
+
+    def add(self, tag: int) -> None:
+        if tag <= self.floor:
+            return
+        self.above.add(tag)
+        while self.floor + 1 in self.above:
+            self.floor += 1
+            self.above.discard(self.floor)
+
+
+def _channel_and_tag(raw: AbstractIncomingMessage) -> tuple[Any, int] | None:
+    tag = getattr(raw, "delivery_tag", None)
+    if not isinstance(tag, int):
+        return None
+    try:
+        channel = raw.channel
+    except Exception:  # closed: its deliveries are RabbitMQ's again anyway
+        return None
+    return channel, tag
+
+
 @dataclass
 class _Waiting:
     pending: Pending
@@ -86,6 +151,8 @@ class GroupCommit:
         self._queue = queue
         self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: What was settled on each channel (the delivery path reports every delivery).
+        self.settled_tags = SettledTags()
         #: Set when a full batch is waiting: it ends a linger early.
         self._full = asyncio.Event()
 
@@ -156,7 +223,19 @@ class GroupCommit:
         return True
 
     async def _ack(self, batch: Sequence[Pending]) -> None:
-        acks = await asyncio.gather(*(p.raw.ack() for p in batch), return_exceptions=True)
+        raws = [p.raw for p in batch]
+        last = self.settled_tags.one_frame(raws)
+        acks: Sequence[BaseException | None]
+        if last is not None:
+            try:
+                await last.ack(multiple=True)
+                acks = []
+            except Exception as exc:
+                acks = [exc]
+        else:
+            acks = await asyncio.gather(*(raw.ack() for raw in raws), return_exceptions=True)
+        for raw in raws:
+            self.settled_tags.settled(raw)
         for ack in acks:
             if isinstance(ack, BaseException):
                 # Committed but not acked: RabbitMQ redelivers it and the inbox absorbs it.

@@ -352,3 +352,55 @@ async def test_an_attempt_count_that_is_not_a_small_count_is_a_first_attempt(hea
     (retry,) = broker.published
     assert retry["routing_key"] == "payment.debit_payment.retry.1"
     assert retry["headers"]["saga-attempt"] == 1
+
+
+class FakeChannel:
+    """Records the ack frames sent on it: (delivery tag, multiple)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bool]] = []
+
+
+class TaggedRaw(FakeRaw):
+    """A delivery with its channel's delivery tag, acked as aio-pika does."""
+
+    def __init__(self, body: bytes, *, channel: FakeChannel, tag: int) -> None:
+        super().__init__(body)
+        self.channel = channel
+        self.delivery_tag = tag
+
+    async def ack(self, multiple: bool = False) -> None:  # type: ignore[override]
+        self.channel.frames.append((self.delivery_tag, multiple))
+        self.acks += 1
+
+
+def tagged(channel: FakeChannel, *tags: int) -> list[TaggedRaw]:
+    return [TaggedRaw(order_created(f"order-t{tag}"), channel=channel, tag=tag) for tag in tags]
+
+
+async def test_a_batch_holding_every_delivery_in_hand_is_acked_with_one_frame() -> None:
+    delivery, db, _, batches = wire()
+    channel = FakeChannel()
+    raws = tagged(channel, 1, 2, 3)
+    await asyncio.gather(*(delivery.handle(raw) for raw in raws))
+    assert batches == [["order-t1", "order-t2", "order-t3"]]
+    assert len([t for t in db.transactions if t]) == 1
+    assert channel.frames == [(3, True)]  # basic.ack multiple: settles 1, 2 and 3
+
+
+async def test_a_batch_is_acked_one_frame_each_while_a_lower_delivery_is_in_hand() -> None:
+    delivery, _, _, batches = wire()
+    channel = FakeChannel()
+    (first,) = tagged(channel, 1)  # delivered, its handling not returned yet
+    later = tagged(channel, 2, 3, 4)
+    await asyncio.gather(*(delivery.handle(raw) for raw in later))
+    assert batches == [["order-t2", "order-t3", "order-t4"]]
+    # One frame with `multiple` would have acked delivery 1 too, unhandled: lost.
+    assert sorted(channel.frames) == [(2, False), (3, False), (4, False)]
+    assert first.acks == 0
+
+    await delivery.handle(first)
+    more = tagged(channel, 5, 6)
+    await asyncio.gather(*(delivery.handle(raw) for raw in more))
+    # Every tag below 6 settled now: the next batch is one frame again.
+    assert channel.frames[-2:] == [(1, False), (6, True)]
