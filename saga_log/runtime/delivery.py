@@ -174,6 +174,7 @@ class DeliveryHandler:
         # wait for each other in a cycle. Stable: one saga's messages keep their order.
         ordered = sorted(batch, key=lambda p: p.received.saga_id)
         traced = self.tracer.on  # off: no clock read, no call (see tracing)
+        await self._faults.before_transaction(queue)
         began = time.time_ns() if traced else 0
         async with self._unit_of_work() as uow:
             uow.restrict(self.consumer.emits)

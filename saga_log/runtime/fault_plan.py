@@ -26,7 +26,10 @@ class FaultPlan(BaseModel):
     - `transient`: {"<queue>": N} makes the first N attempts of every message on that work
       queue fail with a transient error (so it is retried, or parked past the budget);
     - `delay`: {"<queue>": seconds or [low, high]} waits that long (or a random time in
-      the range) before handling each message;
+      the range) before handling each message, inside its transaction, after the claim
+      has taken its saga's lock (others of the saga wait meanwhile);
+    - `wait`: {"<queue>": seconds} waits that long before each message's transaction
+      begins, holding no lock (a consumer that comes to its message late);
     - `crash`: [{"at": POINT, "queue": "<queue>" or null, "probability": p}] kills the
       process at POINT: `before_commit`, `after_commit` (committed, not yet acked, outbox
       not yet relayed) or `relay_after_publish` (published, not yet stamped).
@@ -36,6 +39,7 @@ class FaultPlan(BaseModel):
 
     transient: dict[str, int] = {}
     delay: dict[str, float | tuple[float, float]] = {}
+    wait: dict[str, float] = {}
     crash: list[dict[str, Any]] = []
 
     @classmethod
@@ -46,6 +50,11 @@ class FaultPlan(BaseModel):
             return cls.model_validate_json(text)
         except ValueError as exc:
             raise ValueError(f"SAGA_FAULT_PLAN is not a valid fault plan: {exc}") from None
+
+    async def before_transaction(self, queue: str) -> None:
+        """Called before a message's transaction begins."""
+        if seconds := self.wait.get(queue):
+            await asyncio.sleep(seconds)
 
     async def before_handling(self, queue: str, attempt: int) -> None:
         """Called before a handler runs; `attempt` counts retries so far (0 the first time)."""

@@ -229,8 +229,10 @@ class ServiceRuntime:
         return broker
 
     def _subscribe(self, broker: RabbitBroker, subscription: Subscription) -> None:
-        # Only where nothing downstream waits: a consumer that publishes no event.
-        linger = 0.0 if subscription.consumer.emits else self.settings.linger
+        # Only where nothing downstream waits: a consumer that publishes no event, and
+        # whose writes nobody reads the moment the saga moves on.
+        waited_for = subscription.consumer.emits or subscription.prompt
+        linger = 0.0 if waited_for else self.settings.linger
         prefetch = self.settings.prefetch
         if linger:
             # It lingers until a batch is full: with no more in hand than a batch, RabbitMQ

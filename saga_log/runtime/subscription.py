@@ -57,6 +57,9 @@ class Subscription:
     handler: Handler
     #: Answers a body that failed validation with an event (e.g. OrderRejected), if it can.
     on_invalid: Callable[[bytes, InvalidMessage], Event | None] | None = None
+    #: Never linger, though it publishes nothing: what it writes is read at once by
+    #: someone who has just seen the saga move (the order's own view, GET /orders).
+    prompt: bool = False
 
 
 def one_per_saga(batch: Sequence[Received[Any]]) -> bool:

@@ -17,5 +17,7 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
         ),
         Subscription(consumer("fare", "fail_fare"), handlers.fail_fare),
         Subscription(consumer("fare", "conclude_fare"), handlers.conclude_fare),
-        Subscription(consumer("fare", "record_charge"), handlers.record_charge),
+        # The fare's own view (GET /fares) shows the charge it records, and the step
+        # timeout measures from the progress it notes: neither may lag.
+        Subscription(consumer("fare", "record_charge"), handlers.record_charge, prompt=True),
     ]

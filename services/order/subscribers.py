@@ -20,5 +20,10 @@ def subscriptions(settings: RuntimeSettings) -> list[Subscription]:
             partial(handlers.update_order_status, faults=faults),
         ),
         Subscription(consumer("order", "conclude_saga"), handlers.conclude_saga),
-        Subscription(consumer("order", "record_transaction"), handlers.record_transaction),
+        # GET /orders shows the transactions it records (a client that reads the order as
+        # soon as its saga ends must find them there), and the step timeout measures from
+        # the progress it notes: neither may lag.
+        Subscription(
+            consumer("order", "record_transaction"), handlers.record_transaction, prompt=True
+        ),
     ]

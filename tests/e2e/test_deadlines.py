@@ -62,10 +62,12 @@ async def test_a_saga_whose_service_is_down_is_cancelled_and_compensated(stack: 
             await eventually(refunded)
             assert await rows(stack, "order", "orders", "order_status", order_id) == ["Pending"]
     finally:
-        # Back with its reservations slowed a little, so that it learns of the cancellation
-        # (on its own queue) before it handles the PaymentDebited it missed.
+        # Back with its reservations late (a wait before their transaction, holding no
+        # lock), so that it learns of the cancellation (on its own queue) before it handles
+        # the PaymentDebited it missed. A `delay` would not do: it runs after the claim has
+        # locked the saga, and the cancellation then waits for the reservation.
         stack.start(
-            "inventory", SAGA_FAULT_PLAN=json.dumps({"delay": {"inventory.reserve_inventory": 1.0}})
+            "inventory", SAGA_FAULT_PLAN=json.dumps({"wait": {"inventory.reserve_inventory": 1.0}})
         )
 
     # The inventory service comes back and finds the PaymentDebited it missed: it must not
