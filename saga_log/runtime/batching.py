@@ -86,9 +86,13 @@ class SettledTags:
 
     def settled(self, raw: AbstractIncomingMessage) -> None:
         found = _channel_and_tag(raw)
-        if found is not None:
-            channel, tag = found
-            self._channels.setdefault(channel, _ChannelTags()).add(tag)
+        if found is None:
+            return
+        channel, tag = found
+        tags = self._channels.get(channel)
+        if tags is None:  # not setdefault: that would build one for every delivery
+            tags = self._channels[channel] = _ChannelTags()
+        tags.add(tag)
 
     def one_frame(self, raws: Sequence[AbstractIncomingMessage]) -> AbstractIncomingMessage | None:
         """The delivery whose ack with `multiple` settles exactly `raws`, if there is one."""
@@ -181,9 +185,9 @@ class GroupCommit:
                     # Off the saga's path (it publishes nothing): wait for company, but
                     # never past a full batch (a fixed sleep capped the consumer at one
                     # batch per linger under load).
-                    self._full.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), self._linger)
+                # Set only while a full batch waits: this one takes it.
                 self._full.clear()
                 batch = self._waiting[: self._size]
                 del self._waiting[: len(batch)]

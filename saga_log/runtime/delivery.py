@@ -100,15 +100,13 @@ class DeliveryHandler:
         trace = self.tracer.arrived(raw, self.consumer.queue)
         message = self.decode_or_none(raw)
         trace.read(message)
-        if self._batches is None:
-            await self.settle(raw, message, trace)
-            return
-        if message is not None:
+        if self._batches is not None and message is not None:
             await self._batches.join(raw, message, trace)
         else:
             await self.settle(raw, message, trace)
-        # Returned (not raised): acked, nacked or rejected, whichever way it went.
-        self._batches.settled_tags.settled(raw)
+        if self._batches is not None:
+            # Returned (not raised): acked, nacked or rejected, whichever way it went.
+            self._batches.settled_tags.settled(raw)
 
     async def settle(
         self, raw: AbstractIncomingMessage, message: Any = None, trace: MessageTrace = NO_TRACE

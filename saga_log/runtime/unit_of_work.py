@@ -105,8 +105,6 @@ class UnitOfWork:
                     # message (a whole pool of them once parked a message of a saga).
                     await _discard(connection)
                     continue
-                # BEGIN travels with the first statement (see `_run`), not on its own.
-                self._begun = False
             except BaseException:
                 await _discard(connection)
                 raise
@@ -175,15 +173,14 @@ class UnitOfWork:
             ((message_id, message_type),) = unique.items()
             tag = await self._run(
                 f"EXECUTE {_claim_name(self._inbox.name)}({_literal(consumer)},"
-                f" {_text_array([message_id])}, {_text_array([message_type])},"
-                f" {_text_array(sagas)})"
+                f" {_array([message_id])}, {_array([message_type])}, {_array(sagas)})"
             )
             self._locked.update(sagas)
             return {message_id} if tag == "INSERT 0 1" else set()
-        await self.begin()
+        driver = await self._begun_driver()
         # Arrays, not a multi-row VALUES: one SQL text whatever the batch size, so one
         # prepared statement per connection instead of one per size.
-        rows = await self._driver.fetch(
+        rows = await driver.fetch(
             _claim_statement(self._inbox.name), consumer, list(unique), list(unique.values()), sagas
         )
         self._locked.update(sagas)
@@ -200,25 +197,22 @@ class UnitOfWork:
         that two transactions locking overlapping sets never wait for each other in a cycle."""
         ids = sorted(set(saga_ids) - self._locked)  # a lock held is held to the end
         if ids:
-            self._in_block()
-            await self.begin()
-            await self._driver.execute(_LOCK_SAGAS, ids)  # it sorts them, as Python does
+            driver = await self._begun_driver()
+            await driver.execute(_LOCK_SAGAS, ids)  # it sorts them, as Python does
             self._locked.update(ids)
 
     async def now(self) -> datetime:
         """The database's clock: the start of this transaction (one clock for every
         service's deadlines, whatever the hosts' clocks say)."""
-        self._in_block()
-        await self.begin()
-        now: datetime = await self._driver.fetchval("SELECT now()")
+        driver = await self._begun_driver()
+        now: datetime = await driver.fetchval("SELECT now()")
         return now
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """A runtime statement straight on asyncpg, in this transaction (SQLAlchemy's layer
         costs more than the round trip: the module docstring); asyncpg Records."""
-        self._in_block()
-        await self.begin()
-        rows: list[Any] = await self._driver.fetch(sql, *args)
+        driver = await self._begun_driver()
+        rows: list[Any] = await driver.fetch(sql, *args)
         return rows
 
     async def insert(
@@ -239,8 +233,7 @@ class UnitOfWork:
         Python values, serialised here as SQLAlchemy would."""
         if not rows:
             return []
-        self._in_block()
-        await self.begin()
+        driver = await self._begun_driver()
         names = tuple(rows[0])
         sql, json_columns = _insert_statement(
             table, names, skip_conflicts, tuple(update_on_conflict), returning
@@ -248,7 +241,7 @@ class UnitOfWork:
         columns = [[row[name] for row in rows] for name in names]
         for index in json_columns:
             columns[index] = [json.dumps(value) for value in columns[index]]
-        found: list[Any] = await self._driver.fetch(sql, *columns)
+        found: list[Any] = await driver.fetch(sql, *columns)
         return found
 
     def restrict(self, events: Iterable[type[Event]]) -> None:
@@ -300,17 +293,24 @@ class UnitOfWork:
         if self._connection is None:
             raise RuntimeError("the unit of work is used outside its `async with` block")
 
+    async def _begun_driver(self) -> Any:
+        """The asyncpg connection, this unit of work's transaction begun on it."""
+        self._in_block()
+        await self.begin()
+        return self._driver
+
     async def _run(self, sql: str) -> str:
         """Run `sql` (a simple query, no parameters), preceded by BEGIN if none was sent
         yet, in one round trip; the last command's tag. An empty `sql` only begins."""
         if not self._begun:
             await self._prepare()
-        try:
-            if self._begun:
-                return str(await self._driver.execute(sql)) if sql else ""
             # Marked first: if the round trip fails after BEGIN ran, the rollback is needed.
             self._begun = True
-            return str(await self._driver.execute(f"BEGIN; {sql}" if sql else "BEGIN"))
+            sql = f"BEGIN; {sql}" if sql else "BEGIN"
+        elif not sql:
+            return ""
+        try:
+            return str(await self._driver.execute(sql))
         except asyncpg.InvalidSQLStatementNameError:
             # Our prepared statements are gone (DEALLOCATE ALL, say): this unit of work
             # fails and is retried like any other, the next one prepares them again.
@@ -324,10 +324,9 @@ class UnitOfWork:
         and planning their text every time."""
         prepared = _PREPARED.setdefault(self._driver, set())
         wanted = _prepare_statements(self._inbox.name, self._outbox.name)
-        missing = [sql for name, sql in wanted.items() if name not in prepared]
-        if missing:
-            await self._driver.execute("; ".join(missing))
-            prepared.update(wanted)
+        if missing := wanted.keys() - prepared:
+            await self._driver.execute("; ".join(wanted[name] for name in missing))
+            prepared.update(missing)
 
 
 #: More than a pool holds (database.create_engine: 10, and 10 more of overflow).
@@ -367,8 +366,7 @@ def _prepare_statements(inbox: str, outbox: str) -> dict[str, str]:
         _claim_name(inbox): f"PREPARE {_claim_name(inbox)} (text, text[], text[], text[]) AS "
         + _claim_statement(inbox),
         _outbox_name(outbox): f"PREPARE {_outbox_name(outbox)}"
-        " (uuid[], text[], text[], text[], text[], text[], bytea[], timestamptz[]) AS "
-        + _outbox_statement(outbox),
+        f" ({', '.join(f'{type_}[]' for type_ in _OUTBOX_TYPES)}) AS " + _outbox_statement(outbox),
     }
 
 
@@ -420,6 +418,8 @@ _OUTBOX_COLUMNS = (
     "body",
     "created_at",
 )
+#: The types of the prepared insert's arrays, column by column (the headers go as JSON text).
+_OUTBOX_TYPES = ("uuid", "text", "text", "text", "text", "text", "bytea", "timestamptz")
 
 
 @functools.cache
@@ -435,27 +435,24 @@ def _outbox_statement(outbox: str) -> str:
 def _outbox_execute(outbox: str, rows: Sequence[Mapping[str, Any]]) -> str:
     """EXECUTE of the prepared outbox insert, its arguments as literals, to share a simple
     query (one round trip) with the COMMIT: a simple query takes no parameters."""
-
-    def array(values: Iterable[str], cast: str) -> str:
-        return f"ARRAY[{', '.join(f'{value}::{cast}' for value in values)}]"
-
-    return (
-        f"EXECUTE {_outbox_name(outbox)}("
-        + ", ".join(
-            (
-                array((_literal(str(row["message_id"])) for row in rows), "uuid"),
-                _text_array([row["exchange"] for row in rows]),
-                _text_array([row["routing_key"] for row in rows]),
-                _text_array([row["message_type"] for row in rows]),
-                _text_array([row["correlation_id"] for row in rows]),
-                _text_array([json.dumps(row["headers"]) for row in rows]),
-                # Hex, which needs no quoting: the body is bytes, any bytes.
-                array((f"'\\x{bytes(row['body']).hex()}'" for row in rows), "bytea"),
-                array((_literal(row["created_at"].isoformat()) for row in rows), "timestamptz"),
-            )
+    texts = [
+        (
+            str(row["message_id"]),
+            row["exchange"],
+            row["routing_key"],
+            row["message_type"],
+            row["correlation_id"],
+            json.dumps(row["headers"]),
+            "\\x" + bytes(row["body"]).hex(),  # bytea's hex input: any bytes
+            row["created_at"].isoformat(),
         )
-        + ")"
+        for row in rows
+    ]
+    arrays = (
+        _array(column, type_)
+        for column, type_ in zip(zip(*texts, strict=True), _OUTBOX_TYPES, strict=True)
     )
+    return f"EXECUTE {_outbox_name(outbox)}({', '.join(arrays)})"
 
 
 def _literal(value: str) -> str:
@@ -469,8 +466,9 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _text_array(values: Sequence[str]) -> str:
-    return f"ARRAY[{', '.join(_literal(v) for v in values)}]::text[]"
+def _array(values: Sequence[str], type_: str = "text") -> str:
+    """`values` as a PostgreSQL array of `type_`, each given in its text form."""
+    return f"ARRAY[{', '.join(_literal(v) for v in values)}]::{type_}[]"
 
 
 async def _discard(connection: AsyncConnection) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from saga_log.runtime.unit_of_work import _literal, _text_array
+from saga_log.runtime.unit_of_work import _array, _literal
 
 
 def test_a_quote_is_doubled_and_nothing_else_changes() -> None:
@@ -24,5 +24,5 @@ def test_nul_and_non_text_are_refused() -> None:
 
 
 def test_an_array_of_literals() -> None:
-    assert _text_array([]) == "ARRAY[]::text[]"
-    assert _text_array(["a", "b'c"]) == "ARRAY['a', 'b''c']::text[]"
+    assert _array([]) == "ARRAY[]::text[]"
+    assert _array(["a", "b'c"]) == "ARRAY['a', 'b''c']::text[]"
