@@ -37,6 +37,7 @@ from typing import Any
 
 import aio_pika
 
+from bench.host import CpuTicks, steal_note
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.runtime.tracing import saga_trace_id
 from tests.support import Stack
@@ -221,9 +222,11 @@ def measure(stack: Stack, services: Iterable[str], *, sagas: int) -> dict[str, A
             stack.stop(service)
         for service in services:
             stack.start(service, SAGA_TRACE_FILE=str(files[service]))
+        ticks = CpuTicks.now()
         try:
             times = asyncio.run(drive(stack.amqp_url, WARMUP + sagas))[WARMUP:]
         finally:
+            steal = CpuTicks.now().steal_percent_since(ticks)
             for service in services:
                 stack.stop(service)  # SIGTERM: each flushes its spans on the way out
         traces = read_spans(files.values())
@@ -237,5 +240,7 @@ def measure(stack: Stack, services: Iterable[str], *, sagas: int) -> dict[str, A
             continue
         end_to_end.append((saga.arrived - saga.published) / 1e6)
     summary = summarise(measured, end_to_end)
+    summary["host_steal_percent"] = steal
     print_table(summary)
+    print(f"  {steal_note(steal)}")
     return summary

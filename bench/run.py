@@ -48,6 +48,7 @@ from typing import Any
 import aio_pika
 
 from bench import hops
+from bench.host import CpuTicks, steal_note
 from contracts import CONSUMERS
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
 from tests.support import ROOT, Stack, drop_databases, make_stack, provisioned, rabbit_vhost
@@ -126,9 +127,15 @@ def commits(stack: Stack) -> float:
         return float("nan")  # no psql here: the figure is missing, nothing else
 
 
+#: Keys of a snapshot that are not a process's CPU seconds.
+NOT_CPU = ("commits", "ticks_total", "ticks_steal")
+
+
 def cpu_snapshot(stack: Stack) -> dict[str, float]:
     snapshot = {name: cpu_seconds(p.pid) for name, p in stack.processes.items()}
     snapshot["commits"] = commits(stack)
+    ticks = CpuTicks.now()
+    snapshot["ticks_total"], snapshot["ticks_steal"] = ticks.total, ticks.steal
     for label, names in (("postgresql", ("postgres",)), ("rabbitmq", ("beam.smp",))):
         pids = set(pids_named(*names))
         total = exited = 0.0
@@ -154,8 +161,9 @@ async def idle_cost(stack: Stack, seconds: float) -> dict[str, float]:
     before, began = cpu_snapshot(stack), time.perf_counter()
     await asyncio.sleep(seconds)
     after, elapsed = cpu_snapshot(stack), time.perf_counter() - began
-    cost = {k: round(100 * (after[k] - before[k]) / elapsed, 2) for k in after if k != "commits"}
+    cost = {k: round(100 * (after[k] - before[k]) / elapsed, 2) for k in after if k not in NOT_CPU}
     cost["all"] = round(sum(v for k, v in cost.items() if k != "postgresql_exited"), 2)
+    cost["host_steal_percent"] = _steal(before, after)
     return cost
 
 
@@ -257,6 +265,8 @@ class Result:
     rss_mb: dict[str, float] = field(default_factory=dict)
     #: PostgreSQL transactions per saga: group commit makes fewer at high load.
     commits_per_saga: float = float("nan")
+    #: Percent of the host's CPU time the hypervisor took meanwhile (bench/host.py).
+    host_steal_percent: float = float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -375,10 +385,17 @@ def _result(
         max_ms=round(max(client.latencies, default=float("nan")) * 1000, 2),
         outcomes=dict(client.outcomes),
         cpu_s_per_saga={
-            k: round((after[k] - before[k]) / done * 1000, 3) for k in after if k != "commits"
+            k: round((after[k] - before[k]) / done * 1000, 3) for k in after if k not in NOT_CPU
         },
         commits_per_saga=round((after["commits"] - before["commits"]) / done, 2),
         rss_mb={name: round(rss_mb(p.pid), 1) for name, p in stack.processes.items()},
+        host_steal_percent=_steal(before, after),
+    )
+
+
+def _steal(before: dict[str, float], after: dict[str, float]) -> float:
+    return CpuTicks(int(after["ticks_total"]), int(after["ticks_steal"])).steal_percent_since(
+        CpuTicks(int(before["ticks_total"]), int(before["ticks_steal"]))
     )
 
 
@@ -571,7 +588,10 @@ def print_result(result: Result) -> None:
 
 def print_cpu(result: Result) -> None:
     parts = ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_s_per_saga.items())
-    print(f"    CPU ms per saga: {parts}; PostgreSQL commits per saga {result.commits_per_saga}")
+    print(
+        f"    CPU ms per saga: {parts}; PostgreSQL commits per saga {result.commits_per_saga}; "
+        f"{steal_note(result.host_steal_percent)}"
+    )
     print(f"    RSS MB: {', '.join(f'{k} {v}' for k, v in result.rss_mb.items())}")
 
 
@@ -586,9 +606,15 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
     }
     print(f"raw ceiling: measuring for {args.ceiling_seconds:.0f} s ...", flush=True)
+    ticks = CpuTicks.now()
     ceiling = await raw_ceiling(amqp_url, seconds=args.ceiling_seconds)
+    steal = CpuTicks.now().steal_percent_since(ticks)
     report["raw_ceiling_msgs_per_s"] = round(ceiling, 1)
-    print(f"  {ceiling:.0f} persistent confirmed msgs/s through one durable quorum queue")
+    report["raw_ceiling_host_steal_percent"] = steal
+    print(
+        f"  {ceiling:.0f} persistent confirmed msgs/s through one durable quorum queue; "
+        f"{steal_note(steal)}"
+    )
     floor = await latency_floor(amqp_url, args.postgres_url)
     report["latency_floor"] = floor
     print(
@@ -602,7 +628,8 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
         print(f"idle: no saga running, {args.idle_seconds:.0f} s ...", flush=True)
         idle = await idle_cost(stack, args.idle_seconds)
         report["idle_percent_of_a_core"] = idle
-        print("  % of one core: " + ", ".join(f"{k} {v:.2f}" for k, v in idle.items()))
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in idle.items() if k != "host_steal_percent")
+        print(f"  % of one core: {shares}; {steal_note(idle['host_steal_percent'])}")
     results: list[Result] = []
     async with Client(stack.amqp_url) as client:
         if args.soak:

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.host import NOISY_STEAL_PERCENT, CpuTicks, steal_note
 from bench.peers.install import (
     HERE,
     PEERS,
@@ -791,6 +792,11 @@ def table(report: dict[str, Any], in_flight: list[int]) -> str:
             )
         )
     out.append(rule)
+    steals = {
+        system: data["host_steal_percent"]
+        for system in SYSTEMS
+        if isinstance(data := report["systems"].get(system), dict) and "host_steal_percent" in data
+    }
     out.append(
         f"{'ours ÷ best':<{label_w}}"
         + "".join(
@@ -798,6 +804,14 @@ def table(report: dict[str, Any], in_flight: list[int]) -> str:
             for c, r in zip(cols, rows, strict=True)
         )
     )
+    if steals:
+        # A system that ran while the hypervisor took more CPU looks slower than it is.
+        noisy = any(percent > NOISY_STEAL_PERCENT for percent in steals.values())
+        out.append(
+            "CPU time the hypervisor took during each system's run (steal): "
+            + ", ".join(f"{LABELS[system]} {percent:.1f} %" for system, percent in steals.items())
+            + (f"; above {NOISY_STEAL_PERCENT:.0f} % the figures are noisy" if noisy else "")
+        )
     return "\n".join(line.rstrip() for line in out)
 
 
@@ -925,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
                     "(another process?): its figures will be noisy",
                     flush=True,
                 )
-            t = time.monotonic()
+            t, ticks = time.monotonic(), CpuTicks.now()
             try:
                 report["systems"][system] = runners[system]()
             except KeyboardInterrupt:
@@ -940,6 +954,8 @@ def main(argv: list[str] | None = None) -> None:
                 failures.append(system)
                 continue
             report["systems"][system]["cpu_busy_before"] = round(load, 2)
+            steal = CpuTicks.now().steal_percent_since(ticks)
+            report["systems"][system]["host_steal_percent"] = steal
             problems = report["systems"][system].get("scenario_problems")
             if problems:
                 failures.append(system)
@@ -948,7 +964,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"    {problem}")
             elif problems is not None:
                 print(f"  scenario check: all {len(SCENARIOS)} scenarios end as the sample's")
-            print(f"  ({time.monotonic() - t:.0f} s)", flush=True)
+            print(f"  ({time.monotonic() - t:.0f} s; {steal_note(steal)})", flush=True)
     report["ratios"] = ratios(report, args.in_flight)
     report["run_seconds"] = round(time.monotonic() - began, 1)
     print()
