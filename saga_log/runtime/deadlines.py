@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Table
+
 from contracts import saga_named
 from saga_log.runtime import metrics
+from saga_log.runtime.database import driver_of
 from saga_log.runtime.service import ServiceRuntime, repeatedly
 from saga_log.runtime.unit_of_work import UnitOfWork
 
@@ -53,17 +56,31 @@ Cancel = Callable[[UnitOfWork, Overdue, Cancellation], Awaitable[None]]
 
 
 def deadline_watch(
-    *, saga: str, find_overdue: FindOverdue, cancel: Cancel
+    *, saga: str, sagas: Table, find_overdue: FindOverdue, cancel: Cancel
 ) -> Callable[[ServiceRuntime], Coroutine[Any, Any, None]]:
     """A background job (ServiceDefinition.background) that cancels the overdue sagas of
-    type `saga` every `deadline_check_interval` seconds."""
+    type `saga` every `deadline_check_interval` seconds. `sagas` is the service's table of
+    its sagas (`outcome`, `started_at`, `updated_at`, a partial index on the running ones),
+    read first to learn whether anything is overdue at all."""
+    any_overdue = _any_overdue_statement(sagas.name)
 
     async def watch_deadlines(runtime: ServiceRuntime) -> None:
         settings = runtime.settings
         declared = saga_named(saga)
         may_publish = next(p.on_deadline for p in declared.participants if p.name == runtime.name)
+        step_timeout = timedelta(seconds=settings.step_timeout)
+        saga_deadline = timedelta(seconds=settings.saga_deadline)
 
         async def check() -> bool:
+            # One indexed read outside a transaction first: the check runs every second
+            # of an idle service's life, and the locking transaction through SQLAlchemy
+            # cost an idle order service twice the CPU of everything else it does
+            # (docs/performance.md, third round). Something overdue after this read is
+            # found at the next check, as before.
+            async with runtime.engine.connect() as connection:
+                driver = await driver_of(connection)
+                if await driver.fetchval(any_overdue, saga_deadline, step_timeout) is None:
+                    return False
             uow = runtime.unit_of_work()
             uow.restrict(may_publish)  # what the declaration lets a deadline watch publish
             cancelled = await cancel_overdue(
@@ -72,8 +89,8 @@ def deadline_watch(
                 saga=saga,
                 find_overdue=find_overdue,
                 cancel=cancel,
-                step_timeout=timedelta(seconds=settings.step_timeout),
-                saga_deadline=timedelta(seconds=settings.saga_deadline),
+                step_timeout=step_timeout,
+                saga_deadline=saga_deadline,
             )
             return cancelled == BATCH
 
@@ -118,3 +135,12 @@ async def cancel_overdue(
             )
         await uow.commit()
     return len(overdue)
+
+
+def _any_overdue_statement(sagas: str) -> str:
+    # The same predicate as the services' find_overdue, with the literal the partial
+    # index on running sagas is declared with, so that the index answers it.
+    return (
+        f"SELECT 1 FROM {sagas} WHERE outcome = 'running'"
+        " AND (started_at < now() - $1::interval OR updated_at < now() - $2::interval) LIMIT 1"
+    )

@@ -9,6 +9,7 @@ from contracts import FARE
 from saga_log.runtime import Cancellation, Overdue, UnitOfWork, deadline_watch
 from services.fare import domain, store
 from services.fare.domain import FareStatus, SagaOutcome
+from services.fare.tables import fare_sagas
 
 
 async def cancel(uow: UnitOfWork, saga: Overdue, why: Cancellation) -> None:
@@ -26,4 +27,6 @@ async def cancel(uow: UnitOfWork, saga: Overdue, why: Cancellation) -> None:
     )
 
 
-watch_deadlines = deadline_watch(saga=FARE.name, find_overdue=store.overdue_sagas, cancel=cancel)
+watch_deadlines = deadline_watch(
+    saga=FARE.name, sagas=fare_sagas, find_overdue=store.overdue_sagas, cancel=cancel
+)

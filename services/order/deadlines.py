@@ -8,6 +8,7 @@ from __future__ import annotations
 from contracts import ORDER
 from saga_log.runtime import Cancellation, Overdue, UnitOfWork, deadline_watch
 from services.order import domain, store
+from services.order.tables import order_sagas
 
 
 async def cancel(uow: UnitOfWork, saga: Overdue, why: Cancellation) -> None:
@@ -23,4 +24,6 @@ async def cancel(uow: UnitOfWork, saga: Overdue, why: Cancellation) -> None:
     )
 
 
-watch_deadlines = deadline_watch(saga=ORDER.name, find_overdue=store.overdue_sagas, cancel=cancel)
+watch_deadlines = deadline_watch(
+    saga=ORDER.name, sagas=order_sagas, find_overdue=store.overdue_sagas, cancel=cancel
+)
