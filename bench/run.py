@@ -44,11 +44,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 
 from bench import hops
-from bench.host import CpuTicks, steal_note
+from bench.host import CpuTicks, queues_elsewhere, steal_note
 from contracts import CONSUMERS
 from contracts.samples import SCENARIOS, fresh_order_id, sample_order
 from tests.support import ROOT, Stack, drop_databases, make_stack, provisioned, rabbit_vhost
@@ -624,6 +625,20 @@ async def run(args: argparse.Namespace, amqp_url: str, stack: Stack) -> dict[str
         f"{4 * (floor['pg_commit_p50_ms'] + floor['quorum_confirm_p50_ms']):.1f} ms end to end"
     )
     if args.idle_seconds > 0:
+        parts = urlsplit(amqp_url)
+        elsewhere = queues_elsewhere(
+            args.management_url,
+            parts.username or "guest",
+            parts.password or "guest",
+            unquote(parts.path[1:]) or "/",
+        )
+        if elsewhere:
+            print(
+                f"  ! RabbitMQ holds {elsewhere} queue(s) outside this run's vhost (a make dev "
+                "stack?): their idle work counts in RabbitMQ's figures below",
+                flush=True,
+            )
+        report["queues_elsewhere"] = elsewhere
         await asyncio.sleep(3)  # past the services' start
         print(f"idle: no saga running, {args.idle_seconds:.0f} s ...", flush=True)
         idle = await idle_cost(stack, args.idle_seconds)
@@ -806,6 +821,7 @@ def main(argv: list[str] | None = None) -> None:
     management = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
     pg = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     args.postgres_url = pg
+    args.management_url = management
     with rabbit_vhost(amqp_url, management) as url, provisioned(url, management) as broker:
         stack = make_stack(broker, pg, faults="seed", **stack_settings(soak=bool(args.soak)))
         try:
