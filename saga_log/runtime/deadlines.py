@@ -73,10 +73,10 @@ def deadline_watch(
 
         async def check() -> bool:
             # One indexed read outside a transaction first: the check runs every second
-            # of an idle service's life, and the locking transaction through SQLAlchemy
-            # cost an idle order service twice the CPU of everything else it does
-            # (docs/performance.md, third round). Something overdue after this read is
-            # found at the next check, as before.
+            # of an idle service's life, and its locking transaction through SQLAlchemy
+            # was about a third of an idle order service's CPU (docs/performance.md,
+            # third round). Something overdue after this read is found at the next
+            # check, as before.
             async with runtime.engine.connect() as connection:
                 driver = await driver_of(connection)
                 if await driver.fetchval(any_overdue, saga_deadline, step_timeout) is None:
