@@ -9,10 +9,7 @@ beside their figures rather than leave the reader to guess from the raw ceiling.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from base64 import b64encode
+import time
 from dataclasses import dataclass
 
 #: Above this, the benchmarks warn that their figures say more about the host than the code.
@@ -21,10 +18,11 @@ NOISY_STEAL_PERCENT = 5.0
 
 @dataclass(frozen=True)
 class CpuTicks:
-    """Cumulative ticks of all CPUs since boot: all of them, and those stolen."""
+    """Cumulative ticks of all CPUs since boot: all of them, those stolen, those idle."""
 
     total: int
     steal: int
+    idle: int = 0
 
     @classmethod
     def now(cls) -> CpuTicks:
@@ -35,7 +33,7 @@ class CpuTicks:
             return cls(0, 0)
         # user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
         # already counted in user, so it is not added again.
-        return cls(sum(fields[:8]), fields[7] if len(fields) > 7 else 0)
+        return cls(sum(fields[:8]), fields[7] if len(fields) > 7 else 0, idle=fields[3] + fields[4])
 
     def steal_percent_since(self, before: CpuTicks) -> float:
         """Percent of all CPU time between `before` and this sample that the hypervisor
@@ -46,6 +44,14 @@ class CpuTicks:
         return round(100 * (self.steal - before.steal) / elapsed, 1)
 
 
+def busy(seconds: float = 2.0) -> float:
+    """How busy the machine's CPUs are (0 to 1), sampled over `seconds`."""
+    before = CpuTicks.now()
+    time.sleep(seconds)
+    after = CpuTicks.now()
+    return 1 - (after.idle - before.idle) / max(1, after.total - before.total)
+
+
 def steal_note(percent: float) -> str:
     """A short remark for a figure measured with `percent` steal."""
     if percent != percent:  # nan
@@ -53,21 +59,3 @@ def steal_note(percent: float) -> str:
     if percent > NOISY_STEAL_PERCENT:
         return f"host steal {percent:.1f} % (! the hypervisor took CPU: not comparable)"
     return f"host steal {percent:.1f} %"
-
-
-def queues_elsewhere(management_url: str, user: str, password: str, vhost: str) -> int | None:
-    """How many queues RabbitMQ holds outside `vhost` (None if its management API does not
-    answer). Every quorum queue has work of its own at idle: a `make dev` stack's 150
-    queues, left behind in another vhost, added 0.6 % of a core to RabbitMQ's idle figure."""
-    request = urllib.request.Request(
-        management_url.rstrip("/") + "/api/queues?columns=vhost", method="GET"
-    )
-    request.add_header(
-        "Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode()
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            queues = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    return sum(1 for queue in queues if queue.get("vhost") != vhost)

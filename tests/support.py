@@ -226,8 +226,20 @@ def provisioned(admin_url: str, management_url: str) -> Iterator[Broker]:
 def _management(
     base: str | None, user: str, password: str, method: str, path: str, body: Any = None
 ) -> bool:
+    return _call_management(base, user, password, method, path, body) is not None
+
+
+def management_get(base: str | None, user: str, password: str, path: str) -> Any | None:
+    """What RabbitMQ's management API answers to GET `path` (parsed JSON), or None if it
+    does not answer."""
+    return _call_management(base, user, password, "GET", path)
+
+
+def _call_management(
+    base: str | None, user: str, password: str, method: str, path: str, body: Any = None
+) -> Any | None:
     if not base:
-        return False
+        return None
     data = json.dumps(body or {}).encode() if method == "PUT" else None
     request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
     request.add_header(
@@ -235,10 +247,14 @@ def _management(
     )
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=10):
-            return True
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = response.read()
     except (urllib.error.URLError, OSError):
-        return False
+        return None
+    try:
+        return json.loads(answer) if answer else {}
+    except ValueError:
+        return None
 
 
 def _ctl(*args: str) -> bool:

@@ -53,7 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.host import NOISY_STEAL_PERCENT, CpuTicks, steal_note
+from bench.host import NOISY_STEAL_PERCENT, CpuTicks, busy, steal_note
 from bench.peers.install import (
     HERE,
     PEERS,
@@ -106,20 +106,6 @@ def line(label: str, figures: dict[str, Any]) -> str:
         f"  {label:<22} {rate}p50 {figures['p50_ms']:>8.1f}  p99 {figures['p99_ms']:>8.1f}  "
         f"max {figures['max_ms']:>8.1f} ms  ({figures['sagas']} sagas)"
     )
-
-
-def busy(seconds: float = 2.0) -> float:
-    """How busy the machine's CPUs are (0 to 1), sampled over `seconds` from /proc/stat."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            ticks = [int(v) for v in stat.readline().split()[1:]]
-        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
-
-    total, idle = sample()
-    time.sleep(seconds)
-    total2, idle2 = sample()
-    return 1 - (idle2 - idle) / max(1, total2 - total)
 
 
 # --- processes ----------------------------------------------------------------------------
