@@ -84,6 +84,76 @@ async def eventually(
     return value
 
 
+class LingeringCloseProxy:
+    """A TCP proxy to `host:port` whose server side ends as a terminated PostgreSQL backend
+    does, with the close still on its way: what the server sent last (its FATAL message)
+    reaches the client, the close does not until the client sends again (as the server's
+    host answers a closed socket with a reset) or `release` is called. The window in which
+    asyncpg has read a pooled connection's end and does not yet know it closed, held open
+    for a test."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._held: set[asyncio.StreamWriter] = set()
+        self._holding = True
+        #: Connections whose server side has ended, everything it sent passed on.
+        self.ended_upstream = 0
+        self.port = 0
+
+    async def __aenter__(self) -> LingeringCloseProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def release(self) -> None:
+        """Let the closes through, those held and those to come."""
+        self._holding = False
+        for writer in self._held:
+            writer.transport.abort()
+        self._held.clear()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._target)
+        self._writers.update((client_w, server_w))
+        upstream_ended = asyncio.Event()
+
+        async def to_client() -> None:
+            while data := await server_r.read(65536):
+                client_w.write(data)
+                await client_w.drain()
+            self.ended_upstream += 1
+            upstream_ended.set()
+            if self._holding:
+                self._held.add(client_w)
+            else:
+                client_w.transport.abort()
+
+        async def to_server() -> None:
+            while data := await client_r.read(65536):
+                if upstream_ended.is_set():
+                    break  # writing to a closed socket: the reset, and the close with it
+                server_w.write(data)
+                await server_w.drain()
+            client_w.transport.abort()
+            server_w.close()
+
+        for pump in (to_client(), to_server()):
+            task = asyncio.ensure_future(pump)
+            self._tasks.add(task)
+
+
 # --- RabbitMQ -------------------------------------------------------------------------
 
 

@@ -92,13 +92,18 @@ class UnitOfWork:
         await self._run("")
 
     async def __aenter__(self) -> UnitOfWork:
+        await self._checkout()
+        return self
+
+    async def _checkout(self) -> None:
+        """Take a connection from the pool, skipping those asyncpg already knows closed."""
         for _ in range(_DEAD_CONNECTIONS_SKIPPED):
             connection = await self._engine.connect()
             try:
                 # No round trip: the adapter only stops issuing BEGIN and COMMIT itself.
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
-                self._driver = await driver_of(connection)
-                if self._driver.is_closed():
+                driver = await driver_of(connection)
+                if driver.is_closed():
                     # PostgreSQL ended it while it waited in the pool (a restart, a
                     # terminated backend) and asyncpg knows it already: another, rather
                     # than failing this unit of work on it and spending a retry of the
@@ -108,8 +113,8 @@ class UnitOfWork:
             except BaseException:
                 await _discard(connection)
                 raise
-            self._connection = connection
-            return self
+            self._connection, self._driver = connection, driver
+            return
         raise RuntimeError(
             f"the connection pool handed out {_DEAD_CONNECTIONS_SKIPPED} closed connections "
             "in a row"
@@ -122,7 +127,8 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         connection = self._connection
-        assert connection is not None
+        if connection is None:
+            return  # a lost connection was discarded and no other could be had
         self._connection = None
         if self.committed or not self._begun:
             await connection.close()
@@ -303,12 +309,44 @@ class UnitOfWork:
         """Run `sql` (a simple query, no parameters), preceded by BEGIN if none was sent
         yet, in one round trip; the last command's tag. An empty `sql` only begins."""
         if not self._begun:
-            await self._prepare()
+            return await self._begin_with(sql)
+        if not sql:
+            return ""
+        return await self._execute(sql)
+
+    async def _begin_with(self, sql: str) -> str:
+        """The unit of work's first round trip: BEGIN, then `sql`. On a connection that
+        turns out dead, again on another: this round trip carries no COMMIT, so nothing
+        of it can have committed, and no statement of the handler's has run yet.
+
+        A connection the server ended while it waited in the pool is not always closed
+        for asyncpg at checkout: the server's last message (FATAL, terminating connection)
+        can have been read and the close not yet, and then the connection refuses any
+        statement (InternalClientError, "another operation is in progress")."""
+        for _ in range(_DEAD_CONNECTIONS_SKIPPED):
+            try:
+                await self._prepare()
+            except _CONNECTION_LOST as lost:
+                await self._replace_connection(lost)
+                continue
             # Marked first: if the round trip fails after BEGIN ran, the rollback is needed.
             self._begun = True
-            sql = f"BEGIN; {sql}" if sql else "BEGIN"
-        elif not sql:
-            return ""
+            try:
+                return await self._execute(f"BEGIN; {sql}" if sql else "BEGIN")
+            except _CONNECTION_LOST as lost:
+                self._begun = False
+                await self._replace_connection(lost)
+        raise RuntimeError(f"{_DEAD_CONNECTIONS_SKIPPED} connections in a row were lost at once")
+
+    async def _replace_connection(self, lost: BaseException) -> None:
+        log.info("a pooled connection was lost before its first statement (%r); another", lost)
+        stale = self._connection
+        assert stale is not None
+        self._connection = None
+        await _discard(stale)
+        await self._checkout()
+
+    async def _execute(self, sql: str) -> str:
         try:
             return str(await self._driver.execute(sql))
         except asyncpg.InvalidSQLStatementNameError:
@@ -331,6 +369,20 @@ class UnitOfWork:
 
 #: More than a pool holds (database.create_engine: 10, and 10 more of overflow).
 _DEAD_CONNECTIONS_SKIPPED = 32
+
+
+#: What a connection that died under us raises: the client's view of the connection
+#: (InterfaceError: closed in the middle of an operation; InternalClientError: the
+#: server's FATAL read while idle), the server ending it (08, 57P01-57P03), the socket.
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
 
 
 #: Per asyncpg connection, the names of the runtime's statements PREPAREd on it.

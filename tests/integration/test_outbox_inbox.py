@@ -15,12 +15,12 @@ from sqlalchemy import func, select, text
 from contracts import OrderCreated, PaymentDebited, PlaceOrder, decode, encode, transaction_id
 from contracts.samples import fresh_order_id, sample_order
 from saga_log.ops.client import SagaWatcher
-from saga_log.runtime import ServiceRuntime
+from saga_log.runtime import ServiceRuntime, UnitOfWork, create_engine
 from services.payment.tables import inbox as inbox_table
 from services.payment.tables import outbox as outbox_table
 from services.payment.tables import payments
 from tests.integration.conftest import Outbox
-from tests.support import Broker, eventually, publish_as
+from tests.support import Broker, LingeringCloseProxy, eventually, publish_as
 
 
 def debited(order_id: str) -> PaymentDebited:
@@ -271,3 +271,56 @@ async def test_connections_the_server_ended_in_the_pool_cost_no_unit_of_work(
     # Each unit of work now works at its first try: the dead ones are skipped, not used.
     for i in range(4):
         await claim_one(f"after-{order_id}-{i}")
+
+
+async def test_pooled_connections_whose_end_is_read_and_their_close_not_cost_no_unit_of_work(
+    outbox: Outbox,
+) -> None:
+    """The window the test above can fall in: the server's FATAL read, the close not yet.
+    asyncpg then refuses the first statement ("another operation is in progress"); the
+    proxy holds the window open until the client writes (a fresh-clone CI run once hit it)."""
+    url = outbox.engine.url
+    async with LingeringCloseProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        engine = create_engine(
+            url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        )
+
+        async def claim_one(key: str) -> int:
+            async with UnitOfWork(
+                engine,
+                outbox=outbox_table,
+                inbox=inbox_table,
+                on_commit=lambda rows: None,
+            ) as uow:
+                assert await uow.claim("payment.debit_payment", key, "OrderCreated")
+                pid: int = await uow.connection.scalar(select(func.pg_backend_pid()))
+                await uow.commit()
+                return pid
+
+        try:
+            order_id = fresh_order_id("ok")
+            pooled = set(
+                await asyncio.gather(*(claim_one(f"before-{order_id}-{i}") for i in range(4)))
+            )
+            async with outbox.engine.connect() as admin:
+                await admin.execute(
+                    text("SELECT pg_terminate_backend(p) FROM unnest(CAST(:pids AS int[])) AS p"),
+                    {"pids": list(pooled)},
+                )
+
+            async def ends_passed_on() -> bool:
+                return proxy.ended_upstream >= len(pooled)
+
+            await eventually(ends_passed_on, interval=0.02)
+            for i in range(4):
+                assert await claim_one(f"after-{order_id}-{i}") not in pooled
+            proxy.release()
+            async with outbox.engine.connect() as connection:
+                claimed = await connection.scalar(
+                    select(func.count())
+                    .select_from(inbox_table)
+                    .where(inbox_table.c.message_id.like(f"after-{order_id}-%"))
+                )
+            assert claimed == 4
+        finally:
+            await engine.dispose()
