@@ -22,8 +22,9 @@ def create_engine(
     url: str, *, pool_size: int = 10, flush_commits: bool = True, custom_plans: bool = False
 ) -> AsyncEngine:
     """An engine with a pool. Connections are not pinged before use (a round trip per
-    unit of work): one that died with a restarted PostgreSQL fails its unit of work, which
-    is retried like any infrastructure error, and the pool replaces it.
+    unit of work): a unit of work replaces one that died with a restarted PostgreSQL when
+    its first statement finds it dead (`UnitOfWork._begin_with`: nothing can have
+    committed yet); other users fail on it and are retried like any infrastructure error.
 
     `flush_commits=False` is for bookkeeping whose loss in a crash of PostgreSQL only
     repeats work that is idempotent anyway (the relay's `published_at` stamps: a lost stamp
